@@ -1,0 +1,227 @@
+//! What the core needs to know; built by the binary from the INI file.
+
+use std::time::Duration;
+
+use crate::jid::Jid;
+use crate::pseudonym::IdentityMode;
+
+/// Parsing limits (SPEC §6), enforced while parsing, before anything is
+/// buffered whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest stanza accepted, in bytes of XML (Prosody sends at most 512 KiB).
+    pub max_stanza_bytes: usize,
+    /// Deepest element nesting inside a stanza (the stanza itself is depth 1).
+    pub max_depth: usize,
+    /// Most attributes on one element.
+    pub max_attributes: usize,
+    /// Most namespace declarations on one element.
+    pub max_namespace_decls: usize,
+    /// Longest name or attribute value (rxml token limit).
+    pub max_token_length: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_stanza_bytes: 512 * 1024,
+            max_depth: 32,
+            max_attributes: 64,
+            max_namespace_decls: 16,
+            max_token_length: 8192,
+        }
+    }
+}
+
+/// Configuration of one relay.
+#[derive(Clone)]
+pub struct Config {
+    /// The component's domain, e.g. `axr.example.org` (also the pseudonym domain).
+    pub domain: String,
+    /// The component secret shared with the server (XEP-0114 handshake).
+    pub password: String,
+    /// `[hash] secret`, as raw bytes: the pseudonym HMAC key.
+    pub secret: Vec<u8>,
+    /// Bare (default) or full JIDs as identities.
+    pub identity: IdentityMode,
+    /// Resource of relayed stanzas' `from` (default `a`).
+    pub resource: String,
+    /// Decoded `encrypt` key of the store, if values are sealed.
+    pub encrypt: Option<[u8; 32]>,
+    /// Store entry lifetime in seconds; 0 = never expire.
+    pub ttl: u32,
+    /// Silence after which the relay pings the server, and the time it then
+    /// waits for any answer before it declares the connection dead.
+    pub keepalive: Duration,
+    /// How long the server may take to answer the header and the handshake.
+    pub handshake_timeout: Duration,
+    /// How long a store operation may take before the waiting stanzas are
+    /// answered with an error.
+    pub store_timeout: Duration,
+    /// How long a graceful stop waits (for pending work, then the server's close).
+    pub close_timeout: Duration,
+    /// Where keepalive pings go; default: the component domain's parent.
+    pub server_domain: Option<String>,
+    /// Parsing limits.
+    pub limits: Limits,
+    /// Key for fresh message ids (random per process, from the runtime).
+    pub id_key: [u8; 32],
+    /// Mappings kept in process (both directions of the store cache).
+    pub cache_capacity: usize,
+    /// Relayed message ids remembered for receipts, markers and corrections.
+    pub id_map_capacity: usize,
+    /// Stanzas allowed to wait on the store at once.
+    pub max_pending: usize,
+    /// Allow JIDs and bodies in debug logs (`--log-sensitive`).
+    pub log_sensitive: bool,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets stay out of debug output.
+        f.debug_struct("Config")
+            .field("domain", &self.domain)
+            .field("identity", &self.identity)
+            .field("resource", &self.resource)
+            .field("encrypted", &self.encrypt.is_some())
+            .field("ttl", &self.ttl)
+            .field("keepalive", &self.keepalive)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A configuration the core cannot work with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The component domain is not a valid domain JID.
+    BadDomain(String),
+    /// The relay resource is empty, too long or contains markup characters.
+    BadResource(String),
+    /// The pseudonym secret is empty.
+    EmptySecret,
+    /// A limit is zero or too small to carry any stanza.
+    BadLimit(&'static str),
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::BadDomain(d) => write!(f, "'{d}' is not a valid component domain"),
+            ConfigError::BadResource(r) => write!(f, "'{r}' is not a valid resource"),
+            ConfigError::EmptySecret => f.write_str("the pseudonym secret is empty"),
+            ConfigError::BadLimit(l) => write!(f, "limit {l} is too small"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// A configuration with the defaults of SPEC §7.
+    pub fn new(domain: &str, password: &str, secret: &[u8]) -> Self {
+        Config {
+            domain: domain.to_owned(),
+            password: password.to_owned(),
+            secret: secret.to_vec(),
+            identity: IdentityMode::Bare,
+            resource: "a".to_owned(),
+            encrypt: None,
+            ttl: 0,
+            keepalive: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(30),
+            store_timeout: Duration::from_secs(5),
+            close_timeout: Duration::from_secs(2),
+            server_domain: None,
+            limits: Limits::default(),
+            id_key: [0; 32],
+            cache_capacity: 100_000,
+            id_map_capacity: 100_000,
+            max_pending: 10_000,
+            log_sensitive: false,
+        }
+    }
+
+    /// Check what the core relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let jid = Jid::parse(&self.domain).map_err(|_| ConfigError::BadDomain(self.domain.clone()))?;
+        if jid.local().is_some() || jid.resource().is_some() || !is_plain(&self.domain) {
+            return Err(ConfigError::BadDomain(self.domain.clone()));
+        }
+        if self.resource.is_empty() || self.resource.len() > 1023 || !is_plain(&self.resource) {
+            return Err(ConfigError::BadResource(self.resource.clone()));
+        }
+        if self.secret.is_empty() {
+            return Err(ConfigError::EmptySecret);
+        }
+        let l = &self.limits;
+        if l.max_stanza_bytes < 4096 {
+            return Err(ConfigError::BadLimit("max_stanza_bytes"));
+        }
+        if l.max_depth < 4 {
+            return Err(ConfigError::BadLimit("max_depth"));
+        }
+        if l.max_attributes < 8 {
+            return Err(ConfigError::BadLimit("max_attributes"));
+        }
+        if l.max_namespace_decls < 2 {
+            return Err(ConfigError::BadLimit("max_namespace_decls"));
+        }
+        if l.max_token_length < 1024 {
+            return Err(ConfigError::BadLimit("max_token_length"));
+        }
+        Ok(())
+    }
+
+    /// The keepalive ping target: `server_domain`, else the parent domain of
+    /// the component (`axr.example.org` → `example.org`), else the component.
+    pub fn ping_target(&self) -> &str {
+        if let Some(s) = &self.server_domain {
+            return s;
+        }
+        match self.domain.split_once('.') {
+            Some((_, parent)) if parent.contains('.') || parent == "localhost" => parent,
+            _ => &self.domain,
+        }
+    }
+}
+
+/// No characters that would need escaping or that XML forbids.
+fn is_plain(s: &str) -> bool {
+    !s.chars()
+        .any(|c| matches!(c, '<' | '>' | '&' | '\'' | '"' | '/' | '@') || c.is_control() || c.is_whitespace())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_bad_values_do_not() {
+        let c = Config::new("axr.example.org", "pw", b"secret");
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.ping_target(), "example.org");
+        let mut d = c.clone();
+        d.domain = "user@axr.example.org".into();
+        assert!(matches!(d.validate(), Err(ConfigError::BadDomain(_))));
+        let mut d = c.clone();
+        d.resource = "a<b".into();
+        assert!(matches!(d.validate(), Err(ConfigError::BadResource(_))));
+        let mut d = c.clone();
+        d.secret.clear();
+        assert_eq!(d.validate(), Err(ConfigError::EmptySecret));
+        let mut d = c;
+        d.limits.max_depth = 1;
+        assert_eq!(d.validate(), Err(ConfigError::BadLimit("max_depth")));
+    }
+
+    #[test]
+    fn ping_target_defaults() {
+        assert_eq!(Config::new("axr.localhost", "", b"s").ping_target(), "localhost");
+        assert_eq!(Config::new("relay", "", b"s").ping_target(), "relay");
+        assert_eq!(Config::new("axr.io", "", b"s").ping_target(), "axr.io");
+        let mut c = Config::new("axr.io", "", b"s");
+        c.server_domain = Some("server.io".into());
+        assert_eq!(c.ping_target(), "server.io");
+    }
+}
