@@ -1,0 +1,52 @@
+//! The contract between the binary and the runtimes that drive a [`crate::Relay`].
+//!
+//! Both runtime crates (`axrelay-runtime-smol`, `axrelay-runtime-blocking`)
+//! take the same [`Options`] and end with the same [`Exit`], so the binary can
+//! pick one at run time.
+
+use std::time::Duration;
+
+use crate::DisconnectReason;
+
+/// How a runtime reaches the server and paces its housekeeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Server host name or address of the component port.
+    pub server: String,
+    /// Component port (Prosody's default is 5347).
+    pub port: u16,
+    /// Optional SOCKS5 proxy, `socks5://host:port` or
+    /// `socks5://user:pass@host:port`; the server name is passed to it
+    /// unresolved.
+    pub proxy: Option<String>,
+    /// Bound on TCP connect (and the proxy's CONNECT).
+    pub connect_timeout: Duration,
+    /// How often the counters are logged.
+    pub stats_interval: Duration,
+    /// Most store lookups sent to the store in one batch.
+    pub max_store_batch: usize,
+}
+
+impl Options {
+    /// Options for `server:port` with the defaults.
+    pub fn new(server: &str, port: u16) -> Self {
+        Options {
+            server: server.to_owned(),
+            port,
+            proxy: None,
+            connect_timeout: Duration::from_secs(10),
+            stats_interval: Duration::from_secs(300),
+            max_store_batch: 64,
+        }
+    }
+}
+
+/// How a runtime's `run` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// A requested stop completed: the stream was closed cleanly.
+    Stopped,
+    /// The server refused the configuration (wrong secret, unknown host):
+    /// retrying cannot help.
+    Refused(DisconnectReason),
+}
