@@ -28,6 +28,7 @@ mod action;
 pub mod backoff;
 mod cache;
 mod config;
+mod element;
 pub mod driver;
 mod filter;
 mod framer;

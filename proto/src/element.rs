@@ -1,0 +1,67 @@
+//! A small owned tree for one stanza, bounded by the framer's limits.
+
+use rxml::{AttrMap, Namespace, NcName};
+
+/// One element of a stanza.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Element {
+    pub(crate) ns: Namespace<'static>,
+    pub(crate) name: NcName,
+    pub(crate) attrs: AttrMap,
+    pub(crate) children: Vec<Node>,
+}
+
+/// Content of an element.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Node {
+    Element(Element),
+    Text(String),
+}
+
+impl Element {
+    /// An unqualified attribute.
+    pub(crate) fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs.get(&Namespace::NONE, name).map(String::as_str)
+    }
+
+    /// `xml:lang`, if present.
+    pub(crate) fn lang(&self) -> Option<&str> {
+        self.attrs.get(crate::ns::XML, "lang").map(String::as_str)
+    }
+
+    pub(crate) fn is(&self, ns: &str, name: &str) -> bool {
+        self.name.as_str() == name && self.ns.as_str() == ns
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    pub(crate) fn ns(&self) -> &str {
+        self.ns.as_str()
+    }
+
+    /// Child elements, in order.
+    pub(crate) fn elements(&self) -> impl Iterator<Item = &Element> {
+        self.children.iter().filter_map(|n| match n {
+            Node::Element(e) => Some(e),
+            Node::Text(_) => None,
+        })
+    }
+
+    /// The first child element in `ns` named `name`.
+    pub(crate) fn child(&self, ns: &str, name: &str) -> Option<&Element> {
+        self.elements().find(|e| e.is(ns, name))
+    }
+
+    /// The element's own text, concatenated.
+    pub(crate) fn text(&self) -> String {
+        let mut s = String::new();
+        for n in &self.children {
+            if let Node::Text(t) = n {
+                s.push_str(t);
+            }
+        }
+        s
+    }
+}
