@@ -74,7 +74,10 @@ pub enum DisconnectReason {
 impl DisconnectReason {
     /// Whether retrying cannot help (wrong secret, unknown host).
     pub fn is_fatal(&self) -> bool {
-        matches!(self, DisconnectReason::NotAuthorized | DisconnectReason::HostUnknown)
+        matches!(
+            self,
+            DisconnectReason::NotAuthorized | DisconnectReason::HostUnknown
+        )
     }
 
     /// Whether this is the end of a requested stop.

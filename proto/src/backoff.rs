@@ -26,9 +26,7 @@ impl Backoff {
     /// The delay before the next attempt: uniform in `[0, min(CAP, BASE·2ⁿ)]`,
     /// drawn from `random`. Each call doubles the ceiling.
     pub fn next_delay(&mut self, random: u64) -> Duration {
-        let ceiling = BASE
-            .saturating_mul(1u32 << self.attempt.min(16))
-            .min(CAP);
+        let ceiling = BASE.saturating_mul(1u32 << self.attempt.min(16)).min(CAP);
         self.attempt = self.attempt.saturating_add(1);
         let millis = ceiling.as_millis() as u64;
         Duration::from_millis(random % (millis + 1))

@@ -72,6 +72,7 @@ impl<K: Hash + Eq, V> GenMap<K, V> {
         self.young.get_mut(k)
     }
 
+    #[cfg(test)]
     pub(crate) fn remove<Q>(&mut self, k: &Q) -> Option<V>
     where
         K: Borrow<Q>,
@@ -80,6 +81,7 @@ impl<K: Hash + Eq, V> GenMap<K, V> {
         self.young.remove(k).or_else(|| self.old.remove(k))
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.young.len() + self.old.len()
     }

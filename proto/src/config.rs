@@ -144,7 +144,8 @@ impl Config {
 
     /// Check what the core relies on.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let jid = Jid::parse(&self.domain).map_err(|_| ConfigError::BadDomain(self.domain.clone()))?;
+        let jid =
+            Jid::parse(&self.domain).map_err(|_| ConfigError::BadDomain(self.domain.clone()))?;
         if jid.local().is_some() || jid.resource().is_some() || !is_plain(&self.domain) {
             return Err(ConfigError::BadDomain(self.domain.clone()));
         }
@@ -188,8 +189,9 @@ impl Config {
 
 /// No characters that would need escaping or that XML forbids.
 fn is_plain(s: &str) -> bool {
-    !s.chars()
-        .any(|c| matches!(c, '<' | '>' | '&' | '\'' | '"' | '/' | '@') || c.is_control() || c.is_whitespace())
+    !s.chars().any(|c| {
+        matches!(c, '<' | '>' | '&' | '\'' | '"' | '/' | '@') || c.is_control() || c.is_whitespace()
+    })
 }
 
 #[cfg(test)]
@@ -217,7 +219,10 @@ mod tests {
 
     #[test]
     fn ping_target_defaults() {
-        assert_eq!(Config::new("axr.localhost", "", b"s").ping_target(), "localhost");
+        assert_eq!(
+            Config::new("axr.localhost", "", b"s").ping_target(),
+            "localhost"
+        );
         assert_eq!(Config::new("relay", "", b"s").ping_target(), "relay");
         assert_eq!(Config::new("axr.io", "", b"s").ping_target(), "axr.io");
         let mut c = Config::new("axr.io", "", b"s");

@@ -50,6 +50,7 @@ impl Element {
     }
 
     /// The first child element in `ns` named `name`.
+    #[cfg(test)]
     pub(crate) fn child(&self, ns: &str, name: &str) -> Option<&Element> {
         self.elements().find(|e| e.is(ns, name))
     }

@@ -64,7 +64,9 @@ impl FrameError {
             FrameError::Xml(rxml::Error::RestrictedXml(_))
             | FrameError::Xml(rxml::Error::UndeclaredEntity) => "restricted-xml",
             // rxml reports `<!DOCTYPE` and `<!--` this way.
-            FrameError::Xml(rxml::Error::InvalidSyntax(m)) if m.contains("comment") => "restricted-xml",
+            FrameError::Xml(rxml::Error::InvalidSyntax(m)) if m.contains("comment") => {
+                "restricted-xml"
+            }
             FrameError::HeaderTooLarge => "policy-violation",
             FrameError::Xml(_) => "not-well-formed",
         }
@@ -122,10 +124,16 @@ impl Skip {
                 }
                 Scan::Lt => {
                     self.state = match b {
-                        b'/' => Scan::Tag { closing: true, quote: 0 },
+                        b'/' => Scan::Tag {
+                            closing: true,
+                            quote: 0,
+                        },
                         b'!' => Scan::Bang,
                         b'?' => Scan::Until(b"?>"),
-                        _ => Scan::Tag { closing: false, quote: 0 },
+                        _ => Scan::Tag {
+                            closing: false,
+                            quote: 0,
+                        },
                     };
                     self.last = b;
                 }
@@ -203,11 +211,12 @@ pub(crate) struct Framer {
 }
 
 fn new_parser(limits: &Limits) -> Parser {
-    let mut opts = Options::default();
     // Long attribute values up to the stanza limit must not be fatal for
     // the whole stream; the framer applies `max_token_length` per stanza.
-    opts.max_token_length = limits.max_stanza_bytes + 2 * SLICE;
-    Parser::with_options(opts)
+    Parser::with_options(Options {
+        max_token_length: limits.max_stanza_bytes + 2 * SLICE,
+        ..Options::default()
+    })
 }
 
 /// The start tag alone, for error replies about a skipped stanza.
@@ -430,7 +439,7 @@ impl Framer {
                     if let Some(top) = self.stack.last_mut() {
                         match top.children.last_mut() {
                             Some(Node::Text(t)) => t.push_str(&text),
-                            _ => top.children.push(Node::Text(text.into())),
+                            _ => top.children.push(Node::Text(text)),
                         }
                     }
                 }
@@ -471,7 +480,10 @@ mod tests {
             .map(|f| match f {
                 Frame::Header { id, .. } => format!("header:{}", id.clone().unwrap_or_default()),
                 Frame::Stanza(e) => format!("{}:{}", e.name(), e.attr("id").unwrap_or("")),
-                Frame::Skipped(h) => format!("skipped:{}", h.as_ref().and_then(|e| e.attr("id")).unwrap_or("")),
+                Frame::Skipped(h) => format!(
+                    "skipped:{}",
+                    h.as_ref().and_then(|e| e.attr("id")).unwrap_or("")
+                ),
                 Frame::End => "end".into(),
             })
             .collect()
@@ -483,7 +495,9 @@ mod tests {
         let (frames, r) = run(&[doc.as_bytes()]);
         r.unwrap();
         assert_eq!(names(&frames), ["header:abc", "message:1", "iq:2", "end"]);
-        let Frame::Stanza(m) = &frames[1] else { panic!() };
+        let Frame::Stanza(m) = &frames[1] else {
+            panic!()
+        };
         assert_eq!(m.child(ns::COMPONENT, "body").unwrap().text(), "a & b");
     }
 
@@ -497,7 +511,11 @@ mod tests {
             let chunks: Vec<&[u8]> = doc.as_bytes().chunks(step).collect();
             let (frames, r) = run(&chunks);
             r.unwrap();
-            assert_eq!(names(&frames), ["header:abc", "message:1", "skipped:2", "message:3"], "step {step}");
+            assert_eq!(
+                names(&frames),
+                ["header:abc", "message:1", "skipped:2", "message:3"],
+                "step {step}"
+            );
         }
     }
 
@@ -524,7 +542,16 @@ mod tests {
         );
         let (frames, r) = run(&[doc.as_bytes()]);
         r.unwrap();
-        assert_eq!(names(&frames), ["header:abc", "skipped:1", "skipped:2", "skipped:3", "message:4"]);
+        assert_eq!(
+            names(&frames),
+            [
+                "header:abc",
+                "skipped:1",
+                "skipped:2",
+                "skipped:3",
+                "message:4"
+            ]
+        );
     }
 
     #[test]

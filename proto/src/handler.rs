@@ -1,1 +1,587 @@
-//! (in progress)
+//! What the relay does with each stanza (SPEC §5).
+
+use std::time::Instant;
+
+use crate::element::Element;
+use crate::filter::{self, Allowed, RefKind};
+use crate::idmap::Sent;
+use crate::jid::Jid;
+use crate::ns;
+use crate::pending::{Job, Need, Resolution};
+use crate::pseudonym::Pseudonymizer;
+use crate::relay::Relay;
+use crate::Action;
+
+/// Error types a bounce may carry (RFC 6120 §8.3.2).
+const ERROR_TYPES: [&str; 5] = ["auth", "cancel", "continue", "modify", "wait"];
+
+/// Defined stanza error conditions (RFC 6120 §8.3.3).
+const CONDITIONS: [&str; 22] = [
+    "bad-request",
+    "conflict",
+    "feature-not-implemented",
+    "forbidden",
+    "gone",
+    "internal-server-error",
+    "item-not-found",
+    "jid-malformed",
+    "not-acceptable",
+    "not-allowed",
+    "not-authorized",
+    "policy-violation",
+    "recipient-unavailable",
+    "redirect",
+    "registration-required",
+    "remote-server-not-found",
+    "remote-server-timeout",
+    "resource-constraint",
+    "service-unavailable",
+    "subscription-required",
+    "undefined-condition",
+    "unexpected-request",
+];
+
+const HELP: &str = "This is a pseudonymous relay.\n\
+/whoami - tells you your pseudonym. Give it to people instead of your address.\n\
+Write to someone's pseudonym to talk to them under yours; neither of you sees the other's address.\n\
+What you type is passed on as it is: do not type what you want to keep private.";
+
+/// Whether a store-backed step may run now.
+type Step = Result<(), Vec<Need>>;
+
+impl Relay {
+    /// A stanza from the server while online.
+    pub(crate) fn handle_stanza(&mut self, el: Element, now: Instant) {
+        if !ns::is_stanza_ns(el.ns()) {
+            self.stats.dropped += 1;
+            return;
+        }
+        let Some(sender) = el.attr("from").map(str::to_owned) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        if self.pending.has_queue(&sender) {
+            return self.enqueue(el, &sender, now);
+        }
+        if let Err(needs) = self.process(&el, &Resolution::default(), true, now) {
+            self.enqueue_with(el, &sender, needs, now);
+        }
+    }
+
+    fn enqueue(&mut self, el: Element, sender: &str, now: Instant) {
+        match self.process(&el, &Resolution::default(), false, now) {
+            Ok(()) => self.enqueue_with(el, sender, Vec::new(), now),
+            Err(needs) => self.enqueue_with(el, sender, needs, now),
+        }
+    }
+
+    fn enqueue_with(&mut self, el: Element, sender: &str, needs: Vec<Need>, now: Instant) {
+        if self.pending.len() >= self.cfg.max_pending {
+            self.reply_error(&el, "wait", "resource-constraint");
+            return;
+        }
+        self.pending.push(
+            sender,
+            Job {
+                stanza: el,
+                waits: Vec::new(),
+                res: Resolution::default(),
+            },
+        );
+        for need in &needs {
+            let op = self.issue(need, sender, now);
+            self.pending.wait_last(sender, op);
+        }
+        // A job with nothing to wait for may be at the head already.
+        self.advance(sender, now);
+    }
+
+    fn issue(&mut self, need: &Need, sender: &str, now: Instant) -> crate::OpId {
+        let (op, new) = self
+            .pending
+            .op_for(need, sender, now + self.cfg.store_timeout);
+        if new {
+            let domain = &self.cfg.domain;
+            match need {
+                Need::Lookup(local) => {
+                    self.stats.lookups += 1;
+                    let key = self.codec.key(local, domain);
+                    self.actions.push_back(Action::Get { op, key });
+                }
+                Need::Write(local, identity) => {
+                    self.stats.writes += 1;
+                    let key = self.codec.key(local, domain);
+                    let value = self.codec.seal(local, domain, identity);
+                    self.actions.push_back(Action::Put {
+                        op,
+                        key,
+                        value,
+                        ttl: self.cfg.ttl,
+                    });
+                }
+            }
+        }
+        op
+    }
+
+    /// Run every job at the head of `sender`'s queue that is ready.
+    pub(crate) fn advance(&mut self, sender: &str, now: Instant) {
+        while let Some(mut job) = self.pending.pop_ready(sender) {
+            if let Err(needs) = self.process(&job.stanza, &job.res, true, now) {
+                job.res.rounds += 1;
+                if job.res.rounds > 3 {
+                    job.res.failed = true;
+                    let _ = self.process(&job.stanza, &job.res, true, now);
+                    continue;
+                }
+                self.pending.push_front(sender, job);
+                for need in &needs {
+                    let op = self.issue(need, sender, now);
+                    self.pending.wait_first(sender, op);
+                }
+                return;
+            }
+        }
+    }
+
+    /// Handle `el`, or say which store operations it needs first. With
+    /// `run = false` nothing is sent: only the needs are computed.
+    pub(crate) fn process(
+        &mut self,
+        el: &Element,
+        res: &Resolution,
+        run: bool,
+        now: Instant,
+    ) -> Step {
+        let parsed = el
+            .attr("from")
+            .zip(el.attr("to"))
+            .and_then(|(f, t)| Some((Jid::parse(f).ok()?, Jid::parse(t).ok()?)));
+        let Some((from, to)) = parsed else {
+            if run {
+                self.stats.dropped += 1;
+            }
+            return Ok(());
+        };
+        // Only stanzas for this domain, and never from it: a sender at the
+        // relay's own domain is never relayed raw (and never answered: loops).
+        if to.domain() != self.cfg.domain || from.domain() == self.cfg.domain {
+            if run {
+                self.stats.dropped += 1;
+            }
+            return Ok(());
+        }
+        match (el.name(), to.local()) {
+            ("message", None) => self.bot_message(el, &from, res, run, now),
+            ("message", Some(local)) => self.pseudonym_message(el, &from, local, res, run, now),
+            ("presence", local) => {
+                if run {
+                    self.presence(el, &from, local);
+                }
+                Ok(())
+            }
+            ("iq", local) => {
+                if run {
+                    self.iq(el, &from, &to, local);
+                }
+                Ok(())
+            }
+            _ => {
+                if run {
+                    self.stats.dropped += 1;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The pseudonym localpart of an identity (cached; the HMAC is the cost).
+    fn local_of(&mut self, identity: &str) -> String {
+        if let Some(l) = self.forward.get(identity) {
+            return l.clone();
+        }
+        let l = self.pseudo.localpart(identity);
+        self.forward.insert(identity.to_owned(), l.clone());
+        l
+    }
+
+    /// Whether this relay wrote `local` recently enough to skip the write.
+    fn is_written(&mut self, local: &str, now: Instant) -> bool {
+        let ttl = self.cfg.ttl;
+        match self.known.get(local).and_then(|k| k.written) {
+            Some(_) if ttl == 0 => true,
+            Some(at) => now.saturating_duration_since(at).as_secs() < u64::from(ttl / 2),
+            None => false,
+        }
+    }
+
+    fn bot_message(
+        &mut self,
+        el: &Element,
+        from: &Jid,
+        res: &Resolution,
+        run: bool,
+        now: Instant,
+    ) -> Step {
+        match el.attr("type") {
+            Some("error") | Some("headline") => {
+                if run {
+                    self.stats.dropped += 1;
+                }
+                return Ok(());
+            }
+            Some("groupchat") => {
+                if run {
+                    self.reply_error(el, "modify", "not-acceptable");
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        let Some(body) = el
+            .elements()
+            .find(|c| c.name() == "body" && ns::is_stanza_ns(c.ns()))
+        else {
+            // Typing notifications and receipts to the relay need no answer.
+            if run {
+                self.stats.dropped += 1;
+            }
+            return Ok(());
+        };
+        let text = body.text();
+        if text.split_whitespace().next() != Some("/whoami") {
+            if run {
+                self.bot_reply(el, from, HELP);
+            }
+            return Ok(());
+        }
+        if res.failed {
+            if run {
+                self.reply_error(el, "wait", "internal-server-error");
+            }
+            return Ok(());
+        }
+        let identity = self.cfg.identity.identity(from);
+        let local = self.local_of(identity);
+        if !self.is_written(&local, now) {
+            return Err(vec![Need::Write(local, identity.to_owned())]);
+        }
+        if run {
+            self.stats.whoami += 1;
+            if self.cfg.log_sensitive {
+                log::debug!("whoami: {} is {local}@{}", from.full(), self.cfg.domain);
+            }
+            let reply = format!("{local}@{}", self.cfg.domain);
+            self.bot_reply(el, from, &reply);
+        }
+        Ok(())
+    }
+
+    fn bot_reply(&mut self, el: &Element, from: &Jid, body: &str) {
+        let id = self.ids.fresh();
+        let mut s = self.writer.stanza(&mut self.out, "message");
+        s.to(from.full())
+            .from(None, Some(&self.cfg.resource))
+            .attr("id", &id);
+        if let Some(t) = el.attr("type").filter(|t| *t == "chat" || *t == "normal") {
+            s.attr("type", t);
+        }
+        s.child("body", None).text(body);
+        if s.finish().is_err() {
+            self.stats.rejected += 1;
+        }
+    }
+
+    fn pseudonym_message(
+        &mut self,
+        el: &Element,
+        from: &Jid,
+        local: &str,
+        res: &Resolution,
+        run: bool,
+        now: Instant,
+    ) -> Step {
+        let kind = match el.attr("type") {
+            Some("error") => {
+                if run {
+                    self.bounce(el, local);
+                }
+                return Ok(());
+            }
+            Some("groupchat") => {
+                if run {
+                    self.reply_error(el, "modify", "not-acceptable");
+                }
+                return Ok(());
+            }
+            Some("headline") => {
+                if run {
+                    self.stats.dropped += 1;
+                }
+                return Ok(());
+            }
+            Some("chat") => Some("chat"),
+            Some("normal") => Some("normal"),
+            _ => None,
+        };
+        if res.failed {
+            if run {
+                self.reply_error(el, "wait", "internal-server-error");
+            }
+            return Ok(());
+        }
+        if !Pseudonymizer::is_well_formed(local) || res.absent.iter().any(|a| a == local) {
+            if run {
+                self.reply_error(el, "cancel", "item-not-found");
+            }
+            return Ok(());
+        }
+        let mut needs = Vec::new();
+        let recipient = self.known.get(local).map(|k| k.identity.clone());
+        if recipient.is_some() {
+            self.stats.cache_hits += 1;
+        } else {
+            needs.push(Need::Lookup(local.to_owned()));
+        }
+        let identity = self.cfg.identity.identity(from);
+        let sender_local = self.local_of(identity);
+        if !self.is_written(&sender_local, now) {
+            needs.push(Need::Write(sender_local.clone(), identity.to_owned()));
+        }
+        let Some(recipient) = recipient.filter(|_| needs.is_empty()) else {
+            return Err(needs);
+        };
+        if run {
+            self.relay_message(el, from, kind, &recipient, local, sender_local);
+        }
+        Ok(())
+    }
+
+    fn relay_message(
+        &mut self,
+        el: &Element,
+        from: &Jid,
+        kind: Option<&'static str>,
+        recipient: &str,
+        local: &str,
+        sender_local: String,
+    ) {
+        let ids = &mut self.ids;
+        let items = filter::allowed(el, |k, id| match k {
+            RefKind::Received => ids.back(id, &sender_local, local),
+            RefKind::Own => ids.forward(id, &sender_local, local),
+        });
+        if items.is_empty() {
+            self.stats.dropped += 1;
+            return;
+        }
+        let fresh = self.ids.fresh();
+        let mut s = self.writer.stanza(&mut self.out, "message");
+        s.to(recipient)
+            .from(Some(&sender_local), Some(&self.cfg.resource))
+            .attr("id", &fresh);
+        if let Some(t) = kind {
+            s.attr("type", t);
+        }
+        for item in &items {
+            match item {
+                Allowed::Text { name, lang, text } => {
+                    s.child(name, None);
+                    if let Some(l) = lang {
+                        s.attr("xml:lang", l);
+                    }
+                    s.text(text).end();
+                }
+                Allowed::Empty { name, ns } => {
+                    s.child(name, Some(ns)).end();
+                }
+                Allowed::Ref { name, ns, id } => {
+                    s.child(name, Some(ns)).attr("id", id).end();
+                }
+            }
+        }
+        if s.finish().is_err() {
+            self.reply_error(el, "modify", "not-acceptable");
+            return;
+        }
+        if self.cfg.log_sensitive {
+            log::debug!("relayed {} -> {recipient} as {sender_local}", from.full());
+        }
+        self.stats.relayed += 1;
+        self.ids.record(
+            fresh,
+            Sent {
+                orig_id: el.attr("id").map(str::to_owned),
+                sender_full: from.full().to_owned(),
+                sender_local,
+                recipient_local: local.to_owned(),
+            },
+        );
+    }
+
+    /// A delivery error for a message the relay passed on: back to the
+    /// original sender, from the bouncing user's pseudonym, rebuilt from the
+    /// error type and defined condition only.
+    fn bounce(&mut self, el: &Element, local: &str) {
+        let sent = el
+            .attr("id")
+            .and_then(|id| self.ids.sent(id))
+            .filter(|s| s.sender_local == local)
+            .cloned();
+        let Some(sent) = sent else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let error = el
+            .elements()
+            .find(|c| c.name() == "error" && ns::is_stanza_ns(c.ns()));
+        let etype = error
+            .and_then(|e| e.attr("type"))
+            .and_then(|t| ERROR_TYPES.iter().find(|x| **x == t))
+            .copied()
+            .unwrap_or("cancel");
+        let cond = error
+            .and_then(|e| {
+                e.elements()
+                    .filter(|c| c.ns() == ns::STANZA_ERRORS)
+                    .find_map(|c| CONDITIONS.iter().find(|x| **x == c.name()))
+            })
+            .copied()
+            .unwrap_or("undefined-condition");
+        let mut s = self.writer.stanza(&mut self.out, "message");
+        s.to(&sent.sender_full)
+            .from(Some(&sent.recipient_local), Some(&self.cfg.resource))
+            .attr("type", "error");
+        if let Some(id) = &sent.orig_id {
+            s.attr("id", id);
+        }
+        s.child("error", None).attr("type", etype);
+        s.child(cond, Some(ns::STANZA_ERRORS));
+        match s.finish() {
+            Ok(_) => self.stats.bounced += 1,
+            Err(_) => self.stats.dropped += 1,
+        }
+    }
+
+    fn presence(&mut self, el: &Element, from: &Jid, local: Option<&str>) {
+        let addressable = local.is_none_or(Pseudonymizer::is_well_formed);
+        match el.attr("type") {
+            Some("subscribe") if addressable => {
+                self.send_presence(from.bare(), local, None, Some("subscribed"));
+                self.send_presence(from.bare(), local, Some(&self.cfg.resource.clone()), None);
+            }
+            Some("subscribe") | Some("unsubscribe") => {
+                self.send_presence(from.bare(), local, None, Some("unsubscribed"));
+            }
+            Some("probe") if addressable => {
+                self.send_presence(from.full(), local, Some(&self.cfg.resource.clone()), None);
+            }
+            _ => self.stats.dropped += 1,
+        }
+    }
+
+    /// Synthesised presence: no show, status, caps, avatar, idle or delay.
+    fn send_presence(
+        &mut self,
+        to: &str,
+        local: Option<&str>,
+        resource: Option<&str>,
+        kind: Option<&str>,
+    ) {
+        let mut s = self.writer.stanza(&mut self.out, "presence");
+        s.to(to).from(local, resource);
+        if let Some(k) = kind {
+            s.attr("type", k);
+        }
+        if s.finish().is_err() {
+            self.stats.rejected += 1;
+        }
+    }
+
+    fn iq(&mut self, el: &Element, from: &Jid, to: &Jid, local: Option<&str>) {
+        if !matches!(el.attr("type"), Some("get") | Some("set")) {
+            // Results and errors (keepalive answers among them) are consumed.
+            return;
+        }
+        let mut children = el.elements();
+        let (Some(payload), None) = (children.next(), children.next()) else {
+            return self.reply_error(el, "modify", "bad-request");
+        };
+        let get = el.attr("type") == Some("get");
+        let answer = match (local, get, payload.ns(), payload.name()) {
+            (None, true, ns::DISCO_INFO, "query") if payload.attr("node").is_none() => {
+                Some(ns::DISCO_INFO)
+            }
+            (None, true, ns::DISCO_ITEMS, "query") if payload.attr("node").is_none() => {
+                Some(ns::DISCO_ITEMS)
+            }
+            (None, true, ns::PING, "ping") => Some(ns::PING),
+            // Pseudonyms answer nothing themselves: a forwarded version, time,
+            // vCard, disco or ping query would fingerprint the person or
+            // reveal that they are online.
+            _ => None,
+        };
+        let Some(answer) = answer else {
+            return self.reply_error(el, "cancel", "service-unavailable");
+        };
+        let mut s = self.writer.stanza(&mut self.out, "iq");
+        s.to(from.full())
+            .from(to.local(), to.resource())
+            .attr("type", "result");
+        if let Some(id) = el.attr("id") {
+            s.attr("id", id);
+        }
+        if answer == ns::DISCO_INFO {
+            s.child("query", Some(ns::DISCO_INFO));
+            s.child("identity", None)
+                .attr("category", "component")
+                .attr("type", "generic")
+                .attr("name", "Pseudonymous relay")
+                .end();
+            for feature in [ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING] {
+                s.child("feature", None).attr("var", feature).end();
+            }
+            s.end();
+        } else if answer == ns::DISCO_ITEMS {
+            s.child("query", Some(ns::DISCO_ITEMS)).end();
+        }
+        if s.finish().is_err() {
+            self.stats.rejected += 1;
+        }
+    }
+
+    /// An error reply to `el`, from the address it was sent to. Never for a
+    /// stanza that is itself an error (or an IQ result).
+    pub(crate) fn reply_error(&mut self, el: &Element, etype: &'static str, cond: &'static str) {
+        let kind = match el.name() {
+            "message" => "message",
+            "presence" => "presence",
+            "iq" => "iq",
+            _ => return,
+        };
+        if matches!(el.attr("type"), Some("error") | Some("result")) || !ns::is_stanza_ns(el.ns()) {
+            return;
+        }
+        let parsed = el
+            .attr("from")
+            .zip(el.attr("to"))
+            .and_then(|(f, t)| Some((Jid::parse(f).ok()?, Jid::parse(t).ok()?)));
+        let Some((from, to)) = parsed else { return };
+        if to.domain() != self.cfg.domain || from.domain() == self.cfg.domain {
+            return;
+        }
+        let mut s = self.writer.stanza(&mut self.out, kind);
+        s.to(from.full())
+            .from(to.local(), to.resource())
+            .attr("type", "error");
+        if let Some(id) = el.attr("id") {
+            s.attr("id", id);
+        }
+        s.child("error", None).attr("type", etype);
+        s.child(cond, Some(ns::STANZA_ERRORS));
+        match s.finish() {
+            Ok(_) => self.stats.rejected += 1,
+            Err(_) => self.stats.dropped += 1,
+        }
+    }
+}

@@ -93,9 +93,15 @@ mod tests {
         assert_eq!(j.resource(), Some("phone/x@y"));
         assert_eq!(j.bare(), "alice@example.com");
         let d = Jid::parse("example.com").unwrap();
-        assert_eq!((d.local(), d.domain(), d.resource()), (None, "example.com", None));
+        assert_eq!(
+            (d.local(), d.domain(), d.resource()),
+            (None, "example.com", None)
+        );
         let r = Jid::parse("a/b@c").unwrap();
-        assert_eq!((r.local(), r.domain(), r.resource()), (None, "a", Some("b@c")));
+        assert_eq!(
+            (r.local(), r.domain(), r.resource()),
+            (None, "a", Some("b@c"))
+        );
     }
 
     #[test]

@@ -28,8 +28,8 @@ mod action;
 pub mod backoff;
 mod cache;
 mod config;
-mod element;
 pub mod driver;
+mod element;
 mod filter;
 mod framer;
 mod handler;
@@ -42,7 +42,6 @@ mod relay;
 pub mod seal;
 mod stats;
 pub mod store;
-mod stream;
 mod writer;
 
 pub use action::{Action, DisconnectReason, OpId, StoreOutcome};
@@ -54,3 +53,6 @@ pub use relay::Relay;
 pub use seal::StoreCodec;
 pub use stats::Stats;
 pub use store::{MemoryStore, Store, StoreError};
+
+#[cfg(test)]
+mod tests;

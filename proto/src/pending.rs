@@ -1,1 +1,272 @@
-//! (in progress)
+//! Stanzas waiting on the store, kept in order per sender.
+//!
+//! A stanza that needs a lookup or a write becomes a [`Job`] in its sender's
+//! queue; the store operations it needs are emitted at once (deduplicated
+//! across senders), so later stanzas prefetch while earlier ones wait, but a
+//! sender's stanzas complete strictly in arrival order. Other senders are not
+//! held up. Operations time out; late answers are ignored.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use crate::action::OpId;
+use crate::cache::Keyed;
+use crate::element::Element;
+
+/// A store operation a stanza needs before it can be handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// Who is behind this pseudonym localpart?
+    Lookup(String),
+    /// Store `localpart → identity`.
+    Write(String, String),
+}
+
+/// What became of a job's operations.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Resolution {
+    /// Localparts the store does not know (or whose entry failed verification).
+    pub(crate) absent: Vec<String>,
+    /// An operation failed or timed out.
+    pub(crate) failed: bool,
+    /// How often the job went back for more operations.
+    pub(crate) rounds: u8,
+}
+
+pub(crate) struct Job {
+    pub(crate) stanza: Element,
+    pub(crate) waits: Vec<OpId>,
+    pub(crate) res: Resolution,
+}
+
+pub(crate) enum OpKind {
+    Get { local: String },
+    Put { local: String, identity: String },
+}
+
+pub(crate) struct Op {
+    pub(crate) kind: OpKind,
+    waiters: Vec<String>,
+}
+
+pub(crate) struct Pending {
+    queues: HashMap<String, VecDeque<Job>, Keyed>,
+    ops: HashMap<OpId, Op, Keyed>,
+    inflight_get: HashMap<String, OpId, Keyed>,
+    inflight_put: HashMap<String, OpId, Keyed>,
+    deadlines: VecDeque<(Instant, OpId)>,
+    jobs: usize,
+    next_op: u64,
+}
+
+impl Pending {
+    pub(crate) fn new(hasher: Keyed) -> Self {
+        Pending {
+            queues: HashMap::with_hasher(hasher),
+            ops: HashMap::with_hasher(hasher),
+            inflight_get: HashMap::with_hasher(hasher),
+            inflight_put: HashMap::with_hasher(hasher),
+            deadlines: VecDeque::new(),
+            jobs: 0,
+            next_op: 0,
+        }
+    }
+
+    /// What operation `op` is, while it is in flight.
+    pub(crate) fn kind(&self, op: OpId) -> Option<&OpKind> {
+        self.ops.get(&op).map(|o| &o.kind)
+    }
+
+    /// Jobs waiting, all senders together.
+    pub(crate) fn len(&self) -> usize {
+        self.jobs
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.jobs == 0
+    }
+
+    /// Whether `sender` has stanzas waiting (a new one must queue behind them).
+    pub(crate) fn has_queue(&self, sender: &str) -> bool {
+        !self.queues.is_empty() && self.queues.contains_key(sender)
+    }
+
+    /// Queue a job for `sender` behind its earlier ones.
+    pub(crate) fn push(&mut self, sender: &str, job: Job) {
+        self.jobs += 1;
+        self.queues
+            .entry(sender.to_owned())
+            .or_default()
+            .push_back(job);
+    }
+
+    /// Put a job back at the head of its sender's queue (it needs more).
+    pub(crate) fn push_front(&mut self, sender: &str, job: Job) {
+        self.jobs += 1;
+        self.queues
+            .entry(sender.to_owned())
+            .or_default()
+            .push_front(job);
+    }
+
+    /// Take the sender's head job if it waits on nothing.
+    pub(crate) fn pop_ready(&mut self, sender: &str) -> Option<Job> {
+        let q = self.queues.get_mut(sender)?;
+        if q.front().is_some_and(|j| j.waits.is_empty()) {
+            let job = q.pop_front();
+            if q.is_empty() {
+                self.queues.remove(sender);
+            }
+            self.jobs -= 1;
+            job
+        } else {
+            None
+        }
+    }
+
+    /// The operation for `need`, reusing one in flight; `(op, new)` where a
+    /// new one must be emitted by the caller.
+    pub(crate) fn op_for(&mut self, need: &Need, sender: &str, deadline: Instant) -> (OpId, bool) {
+        let existing = match need {
+            Need::Lookup(l) => self.inflight_get.get(l),
+            Need::Write(l, _) => self.inflight_put.get(l),
+        };
+        if let Some(&op) = existing {
+            if let Some(o) = self.ops.get_mut(&op) {
+                o.waiters.push(sender.to_owned());
+            }
+            return (op, false);
+        }
+        self.next_op += 1;
+        let op = OpId(self.next_op);
+        let kind = match need {
+            Need::Lookup(l) => {
+                self.inflight_get.insert(l.clone(), op);
+                OpKind::Get { local: l.clone() }
+            }
+            Need::Write(l, i) => {
+                self.inflight_put.insert(l.clone(), op);
+                OpKind::Put {
+                    local: l.clone(),
+                    identity: i.clone(),
+                }
+            }
+        };
+        self.ops.insert(
+            op,
+            Op {
+                kind,
+                waiters: vec![sender.to_owned()],
+            },
+        );
+        self.deadlines.push_back((deadline, op));
+        (op, true)
+    }
+
+    /// Add `op` to the waits of `sender`'s last job.
+    pub(crate) fn wait_last(&mut self, sender: &str, op: OpId) {
+        if let Some(job) = self.queues.get_mut(sender).and_then(|q| q.back_mut()) {
+            if !job.waits.contains(&op) {
+                job.waits.push(op);
+            }
+        }
+    }
+
+    /// Add `op` to the waits of `sender`'s first job.
+    pub(crate) fn wait_first(&mut self, sender: &str, op: OpId) {
+        if let Some(job) = self.queues.get_mut(sender).and_then(|q| q.front_mut()) {
+            if !job.waits.contains(&op) {
+                job.waits.push(op);
+            }
+        }
+    }
+
+    /// An operation finished: take it and tell its waiting jobs. `absent`
+    /// marks a lookup that found nothing usable; `failed` a failure. Returns
+    /// the operation and the senders to advance, or `None` for an unknown
+    /// (late or duplicate) answer.
+    pub(crate) fn complete(
+        &mut self,
+        op: OpId,
+        absent: bool,
+        failed: bool,
+    ) -> Option<(OpKind, Vec<String>)> {
+        let o = self.ops.remove(&op)?;
+        match &o.kind {
+            OpKind::Get { local } => {
+                self.inflight_get.remove(local);
+            }
+            OpKind::Put { local, .. } => {
+                self.inflight_put.remove(local);
+            }
+        }
+        let mut senders = o.waiters;
+        senders.sort_unstable();
+        senders.dedup();
+        for s in &senders {
+            let Some(q) = self.queues.get_mut(s) else {
+                continue;
+            };
+            for job in q.iter_mut().filter(|j| j.waits.contains(&op)) {
+                job.waits.retain(|w| *w != op);
+                if failed {
+                    job.res.failed = true;
+                }
+                if absent {
+                    if let OpKind::Get { local } = &o.kind {
+                        job.res.absent.push(local.clone());
+                    }
+                }
+            }
+        }
+        Some((o.kind, senders))
+    }
+
+    /// Operations whose deadline passed, oldest first.
+    pub(crate) fn expired(&mut self, now: Instant) -> Vec<OpId> {
+        let mut out = Vec::new();
+        while let Some(&(t, op)) = self.deadlines.front() {
+            if !self.ops.contains_key(&op) {
+                self.deadlines.pop_front();
+            } else if t <= now {
+                self.deadlines.pop_front();
+                out.push(op);
+            } else {
+                break;
+            }
+        }
+        out
+    }
+
+    /// When the oldest operation times out.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines
+            .iter()
+            .find(|(_, op)| self.ops.contains_key(op))
+            .map(|(t, _)| *t)
+    }
+
+    /// Every waiting job, for answering them at a stop; clears everything.
+    pub(crate) fn drain(&mut self) -> Vec<Job> {
+        let mut jobs = Vec::with_capacity(self.jobs);
+        let mut senders: Vec<String> = self.queues.keys().cloned().collect();
+        senders.sort_unstable();
+        for s in senders {
+            if let Some(q) = self.queues.remove(&s) {
+                jobs.extend(q);
+            }
+        }
+        self.clear();
+        jobs
+    }
+
+    /// Forget everything (the connection is gone).
+    pub(crate) fn clear(&mut self) {
+        self.queues.clear();
+        self.ops.clear();
+        self.inflight_get.clear();
+        self.inflight_put.clear();
+        self.deadlines.clear();
+        self.jobs = 0;
+    }
+}

@@ -100,9 +100,18 @@ mod tests {
     fn spec_test_vectors() {
         let p = Pseudonymizer::new(SECRET.as_bytes());
         for (identity, local) in [
-            ("alice@example.com/laptop", "6k6gwuvbgn4cmo6f7cv2smwcxafcg6uqsok7mppvsec5a"),
-            ("alice@example.com/phone", "nsabsapqn7a334u3wgagrzll5k5icsnkdsdacb24vvkgc"),
-            ("alice@example.com", "zi36rtka6iz3zuszk5un4svb4m4qvtsiqacao56f7bspy"),
+            (
+                "alice@example.com/laptop",
+                "6k6gwuvbgn4cmo6f7cv2smwcxafcg6uqsok7mppvsec5a",
+            ),
+            (
+                "alice@example.com/phone",
+                "nsabsapqn7a334u3wgagrzll5k5icsnkdsdacb24vvkgc",
+            ),
+            (
+                "alice@example.com",
+                "zi36rtka6iz3zuszk5un4svb4m4qvtsiqacao56f7bspy",
+            ),
         ] {
             assert_eq!(p.localpart(identity), local, "{identity}");
             assert!(p.verify(local, identity));

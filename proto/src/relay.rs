@@ -1,58 +1,466 @@
-//! The public state machine (in progress).
+//! The connection state machine and the public API.
 
-use std::time::Instant;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use data_encoding::HEXLOWER;
+use sha1::{Digest, Sha1};
 
-use crate::{Action, Config, ConfigError, OpId, Stats, StoreOutcome};
+use crate::action::{Action, DisconnectReason, OpId, StoreOutcome};
+use crate::cache::{GenMap, Keyed};
+use crate::config::{Config, ConfigError};
+use crate::element::Element;
+use crate::framer::{Frame, FrameError, Framer};
+use crate::idmap::IdMap;
+use crate::ns;
+use crate::pending::{OpKind, Pending};
+use crate::pseudonym::Pseudonymizer;
+use crate::seal::StoreCodec;
+use crate::stats::Stats;
+use crate::writer::Writer;
 
-/// The relay core for one component domain; lives across reconnects.
+/// A mapping the relay knows: pseudonym localpart → verified identity.
+#[derive(Debug, Clone)]
+pub(crate) struct Known {
+    pub(crate) identity: String,
+    /// When this relay last wrote it to the store.
+    pub(crate) written: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// No connection.
+    Idle,
+    /// Header sent; waiting for the server's.
+    AwaitHeader { deadline: Instant },
+    /// Handshake sent; waiting for `<handshake/>`.
+    AwaitHandshake { deadline: Instant },
+    /// Relaying.
+    Online {
+        since: Instant,
+        last_rx: Instant,
+        ping_deadline: Option<Instant>,
+    },
+    /// A stop was requested: waiting stanzas get until `deadline`.
+    Draining { deadline: Instant },
+    /// Our `</stream:stream>` is out; waiting for the server's.
+    Closing { deadline: Instant },
+}
+
+/// The relay core for one component domain; it lives across reconnects
+/// (caches, id map and counters survive, per-connection state does not).
 pub struct Relay {
-    stats: Stats,
+    pub(crate) cfg: Config,
+    pub(crate) pseudo: Pseudonymizer,
+    pub(crate) codec: StoreCodec,
+    pub(crate) writer: Writer,
+    pub(crate) out: BytesMut,
+    pub(crate) actions: VecDeque<Action>,
+    pub(crate) stats: Stats,
+    pub(crate) known: GenMap<String, Known>,
+    pub(crate) forward: GenMap<String, String>,
+    pub(crate) ids: IdMap,
+    pub(crate) pending: Pending,
+    state: State,
+    framer: Option<Framer>,
+    frames: Vec<Frame>,
+    ping_seq: u64,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("domain", &self.cfg.domain)
+            .field("state", &self.state)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Relay {
     /// A relay that is not connected yet.
     pub fn new(config: Config) -> Result<Relay, ConfigError> {
         config.validate()?;
-        Ok(Relay { stats: Stats::default() })
+        let key = config.id_key;
+        Ok(Relay {
+            pseudo: Pseudonymizer::new(&config.secret),
+            codec: StoreCodec::new(config.encrypt),
+            writer: Writer::new(&config.domain, config.limits.max_stanza_bytes),
+            out: BytesMut::with_capacity(16 * 1024),
+            actions: VecDeque::new(),
+            stats: Stats::default(),
+            known: GenMap::new(config.cache_capacity, Keyed::new(&key, 3)),
+            forward: GenMap::new(config.cache_capacity, Keyed::new(&key, 4)),
+            ids: IdMap::new(&key, config.id_map_capacity),
+            pending: Pending::new(Keyed::new(&key, 5)),
+            state: State::Idle,
+            framer: None,
+            frames: Vec::new(),
+            ping_seq: 0,
+            cfg: config,
+        })
     }
 
-    /// A TCP connection to the server is up: start the stream.
-    pub fn handle_connected(&mut self, _now: Instant) {}
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
 
-    /// Bytes read from the server.
-    pub fn handle_input(&mut self, _data: &[u8], _now: Instant) {}
+    /// Counters since creation.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
 
-    /// The server closed the socket, or it failed.
-    pub fn handle_closed(&mut self, _now: Instant) {}
+    /// Whether the handshake succeeded and the relay is serving.
+    pub fn is_online(&self) -> bool {
+        matches!(self.state, State::Online { .. })
+    }
 
-    /// Time has passed; spurious calls are harmless.
-    pub fn handle_timeout(&mut self, _now: Instant) {}
+    /// Whether no connection is in progress (before the first, after a
+    /// `Disconnect`).
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Idle)
+    }
 
-    /// The outcome of a store operation.
-    pub fn handle_store(&mut self, _op: OpId, _outcome: StoreOutcome, _now: Instant) {}
+    /// A TCP connection to the server is up: queue the stream header. Any
+    /// earlier connection state is discarded.
+    pub fn handle_connected(&mut self, now: Instant) {
+        self.reset_connection();
+        self.framer = Some(Framer::new(self.cfg.limits.clone()));
+        self.writer.header(&mut self.out);
+        self.state = State::AwaitHeader {
+            deadline: now + self.cfg.handshake_timeout,
+        };
+    }
 
-    /// Begin a graceful stop.
-    pub fn shutdown(&mut self, _now: Instant) {}
+    /// Bytes read from the server, in order, in chunks of any size.
+    pub fn handle_input(&mut self, data: &[u8], now: Instant) {
+        let Some(framer) = self.framer.as_mut() else {
+            return;
+        };
+        if let State::Online {
+            last_rx,
+            ping_deadline,
+            ..
+        } = &mut self.state
+        {
+            *last_rx = now;
+            *ping_deadline = None;
+        }
+        let mut frames = std::mem::take(&mut self.frames);
+        let result = framer.feed(data, &mut frames);
+        for frame in frames.drain(..) {
+            if self.is_idle() {
+                break;
+            }
+            self.on_frame(frame, now);
+        }
+        self.frames = frames;
+        if let Err(e) = result {
+            if !self.is_idle() {
+                self.bad_input(&e);
+            }
+        }
+    }
 
-    /// Bytes to write to the server, in order.
+    /// The socket reached EOF or failed. Safe to call in any state.
+    pub fn handle_closed(&mut self, _now: Instant) {
+        match self.state {
+            State::Idle => {}
+            State::Draining { .. } | State::Closing { .. } => {
+                self.disconnect(DisconnectReason::Shutdown)
+            }
+            _ => self.disconnect(DisconnectReason::Closed),
+        }
+    }
+
+    /// Time has passed; call at [`Relay::poll_timeout`]. Spurious calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for op in self.pending.expired(now) {
+            self.stats.store_errors += 1;
+            self.finish_op(op, false, true, now);
+        }
+        match self.state {
+            State::Idle => {}
+            State::AwaitHeader { deadline } if now >= deadline => {
+                self.disconnect(DisconnectReason::Timeout("the stream header"))
+            }
+            State::AwaitHandshake { deadline } if now >= deadline => {
+                self.disconnect(DisconnectReason::Timeout("the handshake"))
+            }
+            State::Online {
+                last_rx,
+                ping_deadline,
+                since,
+            } => match ping_deadline {
+                Some(d) if now >= d => {
+                    self.disconnect(DisconnectReason::Timeout("a keepalive ping"))
+                }
+                None if now >= last_rx + self.cfg.keepalive => {
+                    self.send_ping();
+                    self.state = State::Online {
+                        since,
+                        last_rx,
+                        ping_deadline: Some(now + self.cfg.keepalive),
+                    };
+                }
+                _ => {}
+            },
+            State::Draining { deadline } if self.pending.is_empty() || now >= deadline => {
+                self.begin_close(now)
+            }
+            State::Closing { deadline } if now >= deadline => {
+                self.disconnect(DisconnectReason::Shutdown)
+            }
+            _ => {}
+        }
+    }
+
+    /// The outcome of an [`Action::Get`] or [`Action::Put`]; unknown or late
+    /// answers are ignored.
+    pub fn handle_store(&mut self, op: OpId, outcome: StoreOutcome, now: Instant) {
+        let (absent, failed) = match outcome {
+            StoreOutcome::Failed(_) => {
+                self.stats.store_errors += 1;
+                (false, true)
+            }
+            StoreOutcome::Stored => {
+                if let Some(OpKind::Put { local, identity }) = self.pending.kind(op) {
+                    let (local, identity) = (local.clone(), identity.clone());
+                    self.known.insert(
+                        local,
+                        Known {
+                            identity,
+                            written: Some(now),
+                        },
+                    );
+                }
+                (false, false)
+            }
+            StoreOutcome::Found(value) => match (self.pending.kind(op), value) {
+                (Some(OpKind::Get { local }), Some(v)) => {
+                    let local = local.clone();
+                    match self.codec.open(&local, &self.cfg.domain, &v) {
+                        Some(identity) if self.pseudo.verify(&local, &identity) => {
+                            if self.known.get(&local).is_none() {
+                                self.known.insert(
+                                    local,
+                                    Known {
+                                        identity,
+                                        written: None,
+                                    },
+                                );
+                            }
+                            (false, false)
+                        }
+                        _ => {
+                            // Tampered, sealed under another key, or pointing
+                            // at someone the pseudonym is not a MAC of.
+                            self.stats.poisoned += 1;
+                            (true, false)
+                        }
+                    }
+                }
+                _ => (true, false),
+            },
+        };
+        self.finish_op(op, absent, failed, now);
+        if matches!(self.state, State::Draining { .. }) && self.pending.is_empty() {
+            self.begin_close(now);
+        }
+    }
+
+    /// Begin a graceful stop: stop taking new stanzas, finish or answer the
+    /// waiting ones, close the stream and wait briefly for the server's close.
+    /// Ends with `Action::Disconnect(Shutdown)`.
+    pub fn shutdown(&mut self, now: Instant) {
+        match self.state {
+            State::Idle => self
+                .actions
+                .push_back(Action::Disconnect(DisconnectReason::Shutdown)),
+            State::AwaitHeader { .. } | State::AwaitHandshake { .. } => self.begin_close(now),
+            State::Online { .. } => {
+                self.state = State::Draining {
+                    deadline: now + self.cfg.close_timeout,
+                };
+                if self.pending.is_empty() {
+                    self.begin_close(now);
+                }
+            }
+            State::Draining { .. } | State::Closing { .. } => {}
+        }
+    }
+
+    /// All bytes to write to the server now, in order; `None` when there are none.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        None
+        (!self.out.is_empty()).then(|| self.out.split().freeze())
     }
 
     /// The next action for the runtime.
     pub fn poll_action(&mut self) -> Option<Action> {
-        None
+        self.actions.pop_front()
     }
 
-    /// When to call `handle_timeout` next.
+    /// When to call [`Relay::handle_timeout`] next; `None` when nothing is timed.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        None
+        let store = self.pending.next_deadline();
+        let conn = match self.state {
+            State::Idle => None,
+            State::AwaitHeader { deadline }
+            | State::AwaitHandshake { deadline }
+            | State::Draining { deadline }
+            | State::Closing { deadline } => Some(deadline),
+            State::Online {
+                last_rx,
+                ping_deadline,
+                ..
+            } => Some(ping_deadline.unwrap_or(last_rx + self.cfg.keepalive)),
+        };
+        match (store, conn) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Counters.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    /// How long the current connection has been online, if it is.
+    pub fn online_for(&self, now: Instant) -> Option<Duration> {
+        match self.state {
+            State::Online { since, .. } => Some(now.saturating_duration_since(since)),
+            _ => None,
+        }
+    }
+
+    fn on_frame(&mut self, frame: Frame, now: Instant) {
+        match (frame, self.state) {
+            (Frame::Header { is_stream, id }, State::AwaitHeader { deadline }) => {
+                if !is_stream {
+                    self.writer.stream_error(&mut self.out, "invalid-namespace");
+                    return self.disconnect(DisconnectReason::BadInput(
+                        "the root is not a stream".into(),
+                    ));
+                }
+                let Some(id) = id else {
+                    self.writer.close(&mut self.out);
+                    return self.disconnect(DisconnectReason::StreamError(
+                        "stream header without id".into(),
+                    ));
+                };
+                let mut h = Sha1::new();
+                h.update(id.as_bytes());
+                h.update(self.cfg.password.as_bytes());
+                let hex = HEXLOWER.encode(&h.finalize());
+                self.writer.handshake(&mut self.out, &hex);
+                self.state = State::AwaitHandshake { deadline };
+            }
+            (Frame::Header { .. }, _) => {}
+            (Frame::Stanza(el), state) => {
+                if el.is(ns::STREAMS, "error") {
+                    return self.stream_error(&el);
+                }
+                match state {
+                    State::AwaitHandshake { .. }
+                        if el.name() == "handshake" && ns::is_stanza_ns(el.ns()) =>
+                    {
+                        self.stats.sessions += 1;
+                        self.state = State::Online {
+                            since: now,
+                            last_rx: now,
+                            ping_deadline: None,
+                        };
+                        self.actions.push_back(Action::Online);
+                    }
+                    State::Online { .. } => {
+                        self.stats.stanzas_in += 1;
+                        self.handle_stanza(el, now);
+                    }
+                    _ => self.stats.dropped += 1,
+                }
+            }
+            (Frame::Skipped(head), State::Online { .. }) => {
+                self.stats.oversized += 1;
+                if let Some(head) = head {
+                    self.reply_error(&head, "modify", "policy-violation");
+                }
+            }
+            (Frame::Skipped(_), _) => self.stats.oversized += 1,
+            (Frame::End, State::Closing { .. } | State::Draining { .. }) => {
+                self.disconnect(DisconnectReason::Shutdown)
+            }
+            (Frame::End, _) => {
+                self.writer.close(&mut self.out);
+                self.disconnect(DisconnectReason::Closed);
+            }
+        }
+    }
+
+    fn stream_error(&mut self, el: &Element) {
+        let cond = el
+            .elements()
+            .find(|c| c.ns() == ns::STREAM_ERRORS && c.name() != "text")
+            .map(|c| c.name().to_owned())
+            .unwrap_or_else(|| "undefined-condition".to_owned());
+        let reason = match cond.as_str() {
+            "not-authorized" => DisconnectReason::NotAuthorized,
+            "host-unknown" => DisconnectReason::HostUnknown,
+            "conflict" => DisconnectReason::Conflict,
+            _ => DisconnectReason::StreamError(cond),
+        };
+        self.writer.close(&mut self.out);
+        self.disconnect(reason);
+    }
+
+    fn bad_input(&mut self, e: &FrameError) {
+        log::warn!("closing the stream: the server sent unparsable XML ({e})");
+        self.writer.stream_error(&mut self.out, e.condition());
+        self.disconnect(DisconnectReason::BadInput(e.to_string()));
+    }
+
+    fn send_ping(&mut self) {
+        self.ping_seq += 1;
+        let id = format!("keepalive-{}", self.ping_seq);
+        let target = self.cfg.ping_target().to_owned();
+        let mut s = self.writer.stanza(&mut self.out, "iq");
+        s.to(&target)
+            .from(None, None)
+            .attr("type", "get")
+            .attr("id", &id);
+        s.child("ping", Some(ns::PING));
+        let _ = s.finish();
+    }
+
+    /// Answer what still waits, then send our close.
+    fn begin_close(&mut self, now: Instant) {
+        for job in self.pending.drain() {
+            self.stats.store_errors += 1;
+            self.reply_error(&job.stanza, "wait", "remote-server-timeout");
+        }
+        self.writer.close(&mut self.out);
+        self.state = State::Closing {
+            deadline: now + self.cfg.close_timeout,
+        };
+    }
+
+    fn reset_connection(&mut self) {
+        self.framer = None;
+        self.pending.clear();
+        self.frames.clear();
+        self.out.clear();
+    }
+
+    fn disconnect(&mut self, reason: DisconnectReason) {
+        self.framer = None;
+        self.pending.clear();
+        self.state = State::Idle;
+        self.actions.push_back(Action::Disconnect(reason));
+    }
+
+    /// Settle an operation and advance the senders waiting on it.
+    fn finish_op(&mut self, op: OpId, absent: bool, failed: bool, now: Instant) {
+        if let Some((_, senders)) = self.pending.complete(op, absent, failed) {
+            for s in senders {
+                self.advance(&s, now);
+            }
+        }
     }
 }

@@ -126,7 +126,10 @@ mod tests {
         assert_eq!(c.key(LOCAL, "axr.example"), format!("axr:{LOCAL}"));
         let v = c.seal(LOCAL, "axr.example", "alice@example.com");
         assert_eq!(&v[..], b"alice@example.com");
-        assert_eq!(c.open(LOCAL, "axr.example", &v).as_deref(), Some("alice@example.com"));
+        assert_eq!(
+            c.open(LOCAL, "axr.example", &v).as_deref(),
+            Some("alice@example.com")
+        );
     }
 
     #[test]
@@ -139,7 +142,10 @@ mod tests {
         assert_eq!(v, c.seal(LOCAL, "axr.example", "alice@example.com"));
         assert!(!v.windows(5).any(|w| w == b"alice"));
         assert_eq!(v.len(), "alice@example.com".len() + 16);
-        assert_eq!(c.open(LOCAL, "axr.example", &v).as_deref(), Some("alice@example.com"));
+        assert_eq!(
+            c.open(LOCAL, "axr.example", &v).as_deref(),
+            Some("alice@example.com")
+        );
     }
 
     #[test]

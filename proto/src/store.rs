@@ -122,7 +122,10 @@ mod tests {
         s.put("a", b"1", 0).unwrap();
         s.put("b", b"2", 0).unwrap();
         assert_eq!(s.get("a").unwrap(), Some(b"1".to_vec()));
-        assert_eq!(s.get_many(&["b", "x"]).unwrap(), vec![Some(b"2".to_vec()), None]);
+        assert_eq!(
+            s.get_many(&["b", "x"]).unwrap(),
+            vec![Some(b"2".to_vec()), None]
+        );
         s.put("c", b"3", 0).unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(s.get("c").unwrap(), Some(b"3".to_vec()));

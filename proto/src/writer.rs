@@ -157,7 +157,9 @@ impl Stanza<'_> {
             self.fail(WriteError::BadJid);
         }
         let mut jid = String::with_capacity(
-            self.domain.len() + local.map_or(0, |l| l.len() + 1) + resource.map_or(0, |r| r.len() + 1),
+            self.domain.len()
+                + local.map_or(0, |l| l.len() + 1)
+                + resource.map_or(0, |r| r.len() + 1),
         );
         if let Some(l) = local {
             jid.push_str(l);
@@ -299,7 +301,9 @@ mod tests {
         let w = w();
         let mut out = BytesMut::new();
         let mut s = w.stanza(&mut out, "message");
-        s.to("b@example.org").from(Some("p"), Some("a")).attr("id", "x'\"<");
+        s.to("b@example.org")
+            .from(Some("p"), Some("a"))
+            .attr("id", "x'\"<");
         s.child("body", None).text("a < b & c > d\r\n\t\"'").end();
         s.child("active", Some(ns::CHATSTATES)).end();
         s.finish().unwrap();
@@ -317,10 +321,16 @@ mod tests {
         let mut out = BytesMut::from(&b"<keep/>"[..]);
         for build in [
             (|s: &mut Stanza| {
-                s.to("b@example.org").from(None, None).child("body", None).text("\u{1}");
+                s.to("b@example.org")
+                    .from(None, None)
+                    .child("body", None)
+                    .text("\u{1}");
             }) as fn(&mut Stanza),
             |s| {
-                s.to("b@example.org").from(None, None).child("body", None).text("\u{FFFE}");
+                s.to("b@example.org")
+                    .from(None, None)
+                    .child("body", None)
+                    .text("\u{FFFE}");
             },
             |s| {
                 s.to("b@example.org").from(None, None).attr("id", "\u{0}");
@@ -335,7 +345,10 @@ mod tests {
                 s.from(Some("x@evil.org"), None).to("b@example.org");
             },
             |s| {
-                s.to("b@example.org").from(None, None).child("body", None).text(&"x".repeat(300));
+                s.to("b@example.org")
+                    .from(None, None)
+                    .child("body", None)
+                    .text(&"x".repeat(300));
             },
         ] {
             let mut s = w.stanza(&mut out, "message");

@@ -1,0 +1,6 @@
+//! Scripted conversations with a fake server in memory.
+
+mod harness;
+mod props;
+mod stanzas;
+mod stream;
