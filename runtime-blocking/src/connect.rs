@@ -1,0 +1,154 @@
+//! Opening the TCP connection to the server's component port, directly or
+//! through a SOCKS5 proxy, within one time budget.
+//!
+//! Blocking on purpose: connects are rare, and the smol runtime runs this on
+//! its blocking pool, so both runtimes share one tested implementation.
+
+use std::fmt;
+use std::io::{self, ErrorKind};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use axrelay_proto::driver::Options;
+
+use crate::socks5::{self, Proxy, ProxyUrlError, Socks5Error};
+
+/// Where to connect: the server, and the proxy in front of it if any.
+#[derive(Debug, Clone)]
+pub struct Target {
+    server: String,
+    port: u16,
+    proxy: Result<Option<Proxy>, ProxyUrlError>,
+    timeout: Duration,
+}
+
+impl Target {
+    /// The target described by `opts`. A bad proxy URL is kept and reported
+    /// by every [`open`], so the cause shows in the log each time.
+    pub fn new(opts: &Options) -> Target {
+        Target {
+            server: opts.server.clone(),
+            port: opts.port,
+            proxy: opts.proxy.as_deref().map(Proxy::parse).transpose(),
+            timeout: opts.connect_timeout,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.server, self.port)?;
+        if let Ok(Some(proxy)) = &self.proxy {
+            write!(f, " via SOCKS5 proxy {proxy}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why no connection could be opened; the runtime backs off and retries.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// `[relay] proxy` is not a usable SOCKS5 URL.
+    BadProxy(ProxyUrlError),
+    /// The host name did not resolve.
+    Resolve(String, io::Error),
+    /// The host name resolved to no address.
+    NoAddress(String),
+    /// TCP connect failed (refused, unreachable, …).
+    Tcp(String, io::Error),
+    /// The time budget ran out.
+    TimedOut(String),
+    /// The proxy would not open the tunnel.
+    Proxy(String, Socks5Error),
+    /// A socket option could not be set.
+    Socket(io::Error),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::BadProxy(e) => write!(f, "invalid [relay] proxy: {e}"),
+            ConnectError::Resolve(host, e) => write!(f, "cannot resolve {host}: {e}"),
+            ConnectError::NoAddress(host) => write!(f, "{host} has no address"),
+            ConnectError::Tcp(addr, e) => write!(f, "cannot connect to {addr}: {e}"),
+            ConnectError::TimedOut(what) => write!(f, "timed out: {what}"),
+            ConnectError::Proxy(proxy, e) => write!(f, "SOCKS5 proxy {proxy}: {e}"),
+            ConnectError::Socket(e) => write!(f, "cannot set up the socket: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// Connect to the target within its timeout; the stream comes back in
+/// blocking mode, `TCP_NODELAY` set, no socket timeouts.
+pub fn open(target: &Target) -> Result<TcpStream, ConnectError> {
+    let deadline = Instant::now() + target.timeout;
+    let proxy = target
+        .proxy
+        .as_ref()
+        .map_err(|e| ConnectError::BadProxy(e.clone()))?;
+    let stream = match proxy {
+        None => tcp(&target.server, target.port, deadline)?,
+        Some(proxy) => {
+            let mut stream = tcp(&proxy.host, proxy.port, deadline)?;
+            let budget = remaining(deadline, "connecting to the proxy")?;
+            set_timeouts(&stream, Some(budget))?;
+            socks5::handshake(&mut stream, proxy, &target.server, target.port).map_err(
+                |e| match e {
+                    Socks5Error::Io(io) if is_timeout(&io) => {
+                        ConnectError::TimedOut(format!("SOCKS5 handshake with proxy {proxy}"))
+                    }
+                    e => ConnectError::Proxy(proxy.to_string(), e),
+                },
+            )?;
+            set_timeouts(&stream, None)?;
+            stream
+        }
+    };
+    stream.set_nodelay(true).map_err(ConnectError::Socket)?;
+    Ok(stream)
+}
+
+/// TCP connect to the first address of `host` that answers in time.
+fn tcp(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, ConnectError> {
+    let name = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let addrs: Vec<_> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| ConnectError::Resolve(host.to_owned(), e))?
+        .collect();
+    let mut last = ConnectError::NoAddress(host.to_owned());
+    for addr in addrs {
+        let budget = remaining(deadline, &format!("connecting to {name}"))?;
+        match TcpStream::connect_timeout(&addr, budget) {
+            Ok(stream) => return Ok(stream),
+            Err(e) if is_timeout(&e) => {
+                last = ConnectError::TimedOut(format!("connecting to {name}"))
+            }
+            Err(e) => last = ConnectError::Tcp(name.clone(), e),
+        }
+    }
+    Err(last)
+}
+
+fn remaining(deadline: Instant, what: &str) -> Result<Duration, ConnectError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(ConnectError::TimedOut(what.to_owned()));
+    }
+    Ok(left)
+}
+
+fn set_timeouts(stream: &TcpStream, t: Option<Duration>) -> Result<(), ConnectError> {
+    stream.set_read_timeout(t).map_err(ConnectError::Socket)?;
+    stream.set_write_timeout(t).map_err(ConnectError::Socket)
+}
+
+/// Linux reports an expired socket timeout as `WouldBlock`.
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}

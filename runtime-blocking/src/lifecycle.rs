@@ -1,0 +1,132 @@
+//! What happens between connections: logging, backoff and the decision to
+//! reconnect or return. Shared so both runtimes behave the same.
+
+use std::time::{Duration, Instant};
+
+use axrelay_proto::driver::Exit;
+use axrelay_proto::{Backoff, DisconnectReason};
+
+use crate::connect::{ConnectError, Target};
+
+/// After a connection ended: return, or try again after a delay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// `run` is over.
+    Exit(Exit),
+    /// Reconnect after this delay.
+    Retry(Duration),
+}
+
+/// Connection history across reconnects.
+#[derive(Debug)]
+pub struct Lifecycle {
+    target: Target,
+    backoff: Backoff,
+    attempts: u64,
+    connected_at: Option<Instant>,
+}
+
+impl Lifecycle {
+    /// Nothing attempted yet.
+    pub fn new(target: Target) -> Self {
+        Lifecycle {
+            target,
+            backoff: Backoff::new(),
+            attempts: 0,
+            connected_at: None,
+        }
+    }
+
+    /// Where connections go.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// A connection attempt starts.
+    pub fn attempt(&mut self) {
+        self.attempts += 1;
+        log::debug!("connecting to {}", self.target);
+    }
+
+    /// Connection attempts after the first.
+    pub fn reconnects(&self) -> u64 {
+        self.attempts.saturating_sub(1)
+    }
+
+    /// The attempt failed: log why and how long we wait.
+    pub fn connect_failed(&mut self, err: &ConnectError) -> Duration {
+        let delay = self.delay();
+        log::warn!("{err}; retrying in {:.1} s", delay.as_secs_f64());
+        delay
+    }
+
+    /// TCP (and the proxy tunnel) is up.
+    pub fn connected(&mut self, now: Instant) {
+        self.connected_at = Some(now);
+        log::info!("connected to {}", self.target);
+    }
+
+    /// The server accepted the handshake.
+    pub fn online(&self) {
+        log::info!("online: the server accepted the component handshake");
+    }
+
+    /// The connection ended for `reason`; `stopping` if a stop was requested.
+    pub fn ended(&mut self, reason: &DisconnectReason, stopping: bool, now: Instant) -> Next {
+        if let Some(at) = self.connected_at.take() {
+            self.backoff
+                .connection_lasted(now.saturating_duration_since(at));
+        }
+        if reason.is_fatal() {
+            log::error!("disconnected: {reason}");
+            return Next::Exit(Exit::Refused(reason.clone()));
+        }
+        if stopping || reason.is_shutdown() {
+            log::info!("stopped: stream closed");
+            return Next::Exit(Exit::Stopped);
+        }
+        let delay = self.delay();
+        log::warn!(
+            "disconnected: {reason}; reconnecting in {:.1} s",
+            delay.as_secs_f64()
+        );
+        Next::Retry(delay)
+    }
+
+    fn delay(&mut self) -> Duration {
+        self.backoff.next_delay(fastrand::u64(..))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axrelay_proto::driver::Options;
+
+    #[test]
+    fn decides_between_exit_and_retry() {
+        let mut l = Lifecycle::new(Target::new(&Options::new("127.0.0.1", 5347)));
+        let now = Instant::now();
+        l.connected(now);
+        assert_eq!(
+            l.ended(&DisconnectReason::NotAuthorized, false, now),
+            Next::Exit(Exit::Refused(DisconnectReason::NotAuthorized))
+        );
+        assert_eq!(
+            l.ended(&DisconnectReason::Shutdown, false, now),
+            Next::Exit(Exit::Stopped)
+        );
+        assert_eq!(
+            l.ended(&DisconnectReason::Closed, true, now),
+            Next::Exit(Exit::Stopped)
+        );
+        match l.ended(&DisconnectReason::Conflict, false, now) {
+            Next::Retry(d) => assert!(d <= Duration::from_secs(1)),
+            other => panic!("expected a retry, got {other:?}"),
+        }
+        match l.ended(&DisconnectReason::Closed, false, now) {
+            Next::Retry(d) => assert!(d <= Duration::from_secs(2)),
+            other => panic!("expected a retry, got {other:?}"),
+        }
+    }
+}
