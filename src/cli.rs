@@ -1,0 +1,100 @@
+//! The command line (SPEC §7), in the 2014 tool's shape.
+
+use std::path::PathBuf;
+
+use axrelay::config::DEFAULT_PATH;
+use axrelay::logging::Verbosity;
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  stopped cleanly after SIGINT or SIGTERM, or the command succeeded
+  1  a runtime failure: the store or the log file cannot be opened, a store
+     operation of `hash` failed, or the relay stopped for another reason
+  2  a configuration or usage error; the message names file, section and key
+  3  the XMPP server refused the component (wrong [relay] password, or the
+     server does not know [relay] jid): fix the configuration, retrying will
+     not help";
+
+/// Anonymizing XMPP relay: an XEP-0114 component that gives every user a
+/// stable pseudonym.
+#[derive(Debug, Parser)]
+#[command(name = "axrelay", version, after_help = EXIT_STATUS)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Connect to the XMPP server and relay until SIGINT or SIGTERM.
+    #[command(after_help = EXIT_STATUS)]
+    Run(RunArgs),
+    /// Print a new random secret: base64 of 32 bytes, for `[hash] secret`
+    /// and `encrypt`.
+    Secret,
+    /// Print the pseudonym of each JID (`JID => PSEUDONYM`), optionally
+    /// storing the mapping; or, with --lookup, the JID behind each pseudonym.
+    #[command(after_help = EXIT_STATUS)]
+    Hash(HashArgs),
+}
+
+/// Options every command that reads the configuration takes.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Configuration file.
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// Log debug messages too.
+    #[arg(short = 'd', long, conflicts_with = "quiet")]
+    pub debug: bool,
+    /// Log errors only.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Also log to FILE (reopened when logrotate moves it, and on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+}
+
+impl Common {
+    /// The chosen log level.
+    pub fn verbosity(&self) -> Verbosity {
+        if self.debug {
+            Verbosity::Debug
+        } else if self.quiet {
+            Verbosity::Quiet
+        } else {
+            Verbosity::Normal
+        }
+    }
+}
+
+/// `axrelay run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Allow JIDs, pseudonyms and message bodies in debug logs. Off by
+    /// default: logs must not de-anonymize anyone.
+    #[arg(long)]
+    pub log_sensitive: bool,
+}
+
+/// `axrelay hash`.
+#[derive(Debug, Args)]
+pub struct HashArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Also store each mapping in the configured store.
+    #[arg(short = 'S', long = "store", conflicts_with = "lookup")]
+    pub store: bool,
+    /// Treat the arguments as pseudonyms and print the real JID behind each
+    /// (`PSEUDONYM => REAL`, or `PSEUDONYM => None`).
+    #[arg(short = 'l', long)]
+    pub lookup: bool,
+    /// JIDs (or pseudonyms, with --lookup).
+    #[arg(value_name = "JID")]
+    pub jids: Vec<String>,
+}

@@ -1,0 +1,161 @@
+//! `axrelay hash`: the pseudonym the relay gives a JID, optionally stored;
+//! with `--lookup`, the JID behind a pseudonym.
+//!
+//! Typed JIDs are normalised the way the server normalises stanza JIDs
+//! (stringprep), so the output is what the relay would compute. Output is
+//! `JID => PSEUDONYM` with the bare pseudonym, as `/whoami` answers it.
+
+use std::sync::Arc;
+
+use axrelay::config::{HashSettings, Settings, StoreSettings};
+use axrelay::logging;
+use axrelay::store;
+use axrelay_proto::{Jid, Pseudonymizer, Store, StoreCodec};
+
+use super::{start, Status};
+use crate::cli::HashArgs;
+
+/// Run `hash`; the status follows `--help`.
+pub fn hash(args: &HashArgs) -> Status {
+    let result = start(&args.common).and_then(|(settings, _)| {
+        if args.lookup {
+            lookup(&settings, &args.jids)
+        } else {
+            compute(&settings, &args.jids, args.store)
+        }
+    });
+    match result {
+        Ok(status) | Err(status) => status,
+    }
+}
+
+fn config<T>(r: Result<T, axrelay::config::ConfigError>) -> Result<T, Status> {
+    r.map_err(|e| {
+        logging::fatal(e);
+        Status::Config
+    })
+}
+
+fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, Status> {
+    if !settings.is_persistent() {
+        log::warn!(
+            "no [local_storage] path and no [memcache] configured: nothing is kept after this \
+             command"
+        );
+    }
+    store::open(settings).map_err(|e| {
+        logging::fatal(format!("cannot open the mapping store: {e}"));
+        Status::Failure
+    })
+}
+
+/// A typed JID, normalised like the server does.
+fn normalise(typed: &str) -> Result<String, String> {
+    let jid = jid::Jid::new(typed).map_err(|e| format!("'{typed}' is not a valid JID: {e}"))?;
+    let normal = jid.to_string();
+    Jid::parse(&normal).map_err(|e| format!("'{typed}': {e}"))?;
+    Ok(normal)
+}
+
+fn compute(settings: &Settings, jids: &[String], store_it: bool) -> Result<Status, Status> {
+    let hash = config(settings.hash())?;
+    for w in settings.weaknesses() {
+        log::warn!("{w} (`run` refuses this)");
+    }
+    let (store, codec, ttl) = if store_it {
+        let s = config(settings.store())?;
+        (Some(open_store(&s)?), StoreCodec::new(s.encrypt()), s.ttl())
+    } else {
+        (None, StoreCodec::new(None), 0)
+    };
+    let pseudonyms = Pseudonymizer::new(hash.secret.as_bytes());
+    let mut status = Status::Ok;
+    for typed in jids {
+        let normal = match normalise(typed) {
+            Ok(n) => n,
+            Err(e) => {
+                logging::fatal(e);
+                status = status.max(Status::Config);
+                continue;
+            }
+        };
+        let Ok(jid) = Jid::parse(&normal) else {
+            continue;
+        };
+        if jid.domain() == hash.domain {
+            log::warn!(
+                "{normal} is at the relay's own domain: the relay gives it no pseudonym and \
+                 never relays it"
+            );
+            println!("{normal} => None");
+            continue;
+        }
+        let identity = hash.identity.identity(&jid);
+        let local = pseudonyms.localpart(identity);
+        println!("{normal} => {local}@{}", hash.domain);
+        if let Some(store) = &store {
+            let key = codec.key(&local, &hash.domain);
+            let value = codec.seal(&local, &hash.domain, identity);
+            if let Err(e) = store.put(&key, &value, ttl) {
+                logging::fatal(format!("{normal}: not stored: {e}"));
+                status = status.max(Status::Failure);
+            }
+        }
+    }
+    Ok(status)
+}
+
+/// Split a typed pseudonym (`local@domain[/resource]`, or a bare localpart)
+/// into its normalised localpart and domain.
+fn pseudonym_parts(typed: &str, hash: &HashSettings) -> Result<(String, String), String> {
+    if !typed.contains('@') {
+        return Ok((typed.to_lowercase(), hash.domain.clone()));
+    }
+    let normal = normalise(typed)?;
+    let jid = Jid::parse(&normal).map_err(|e| format!("'{typed}': {e}"))?;
+    let local = jid.local().unwrap_or_default().to_owned();
+    Ok((local, jid.domain().to_owned()))
+}
+
+fn lookup(settings: &Settings, pseudonyms: &[String]) -> Result<Status, Status> {
+    let hash = config(settings.hash())?;
+    let store_settings = config(settings.store())?;
+    let store = open_store(&store_settings)?;
+    let codec = StoreCodec::new(store_settings.encrypt());
+    let verifier = Pseudonymizer::new(hash.secret.as_bytes());
+    let mut status = Status::Ok;
+    for typed in pseudonyms {
+        let (local, domain) = match pseudonym_parts(typed, &hash) {
+            Ok(parts) => parts,
+            Err(e) => {
+                logging::fatal(e);
+                status = status.max(Status::Config);
+                continue;
+            }
+        };
+        if domain != hash.domain {
+            log::warn!("{typed} is not at the relay's domain {}", hash.domain);
+            println!("{typed} => None");
+            continue;
+        }
+        if !Pseudonymizer::is_well_formed(&local) {
+            println!("{typed} => None");
+            continue;
+        }
+        match store.get(&codec.key(&local, &domain)) {
+            Ok(value) => {
+                // A value that does not open, or names someone whose
+                // pseudonym is another, is a poisoned entry: a miss.
+                let real = value
+                    .and_then(|v| codec.open(&local, &domain, &v))
+                    .filter(|identity| verifier.verify(&local, identity));
+                println!("{typed} => {}", real.as_deref().unwrap_or("None"));
+            }
+            Err(e) => {
+                logging::fatal(format!("{typed}: lookup failed: {e}"));
+                status = status.max(Status::Failure);
+            }
+        }
+    }
+    Ok(status)
+}

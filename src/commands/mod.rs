@@ -1,0 +1,49 @@
+//! One module per sub-command, and what they share.
+
+pub mod hash;
+pub mod run;
+pub mod secret;
+
+use axrelay::config::Settings;
+use axrelay::logging;
+
+use crate::cli::Common;
+
+/// Exit statuses, as documented in `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    /// Clean stop, or success.
+    Ok = 0,
+    /// A runtime failure.
+    Failure = 1,
+    /// A configuration or usage error.
+    Config = 2,
+    /// The server refused the component.
+    Refused = 3,
+}
+
+/// Start logging and load the configuration, warning about what it ignores.
+fn start(common: &Common) -> Result<(Settings, logging::ReopenFlag), Status> {
+    let reopen = logging::init(common.verbosity(), common.log_file.as_deref()).map_err(|e| {
+        eprintln!("axrelay: {e}");
+        Status::Failure
+    })?;
+    let settings = Settings::load(&common.config).map_err(|e| {
+        logging::fatal(e);
+        Status::Config
+    })?;
+    for warning in settings.warnings() {
+        log::warn!("{warning}");
+    }
+    Ok((settings, reopen))
+}
+
+/// 32 bytes from the operating system's generator.
+fn random_key() -> Result<[u8; 32], Status> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| {
+        logging::fatal(format!("no randomness from the operating system: {e}"));
+        Status::Failure
+    })?;
+    Ok(key)
+}

@@ -1,0 +1,122 @@
+//! `axrelay run`: check everything, open the store, relay until a signal.
+
+use std::sync::Arc;
+
+use axrelay::config::{relay_config, secrets, Runtime, StoreSettings};
+use axrelay::logging;
+use axrelay::store::{self, MemcachedStore};
+use axrelay_proto::driver::Exit;
+use axrelay_proto::{Relay, Store};
+
+use super::{random_key, start, Status};
+use crate::cli::RunArgs;
+use crate::drive;
+
+/// Run the relay; the status follows `--help`.
+pub fn run(args: &RunArgs) -> Status {
+    match try_run(args) {
+        Ok(status) | Err(status) => status,
+    }
+}
+
+fn try_run(args: &RunArgs) -> Result<Status, Status> {
+    let (settings, reopen) = start(&args.common)?;
+    let weaknesses = settings.weaknesses();
+    if !weaknesses.is_empty() {
+        for e in weaknesses {
+            logging::fatal(e);
+        }
+        return Err(Status::Config);
+    }
+    let plan = relay_config(&settings, random_key()?, args.log_sensitive).map_err(|e| {
+        logging::fatal(e);
+        Status::Config
+    })?;
+    let path = settings.path().display();
+    if secrets::PUBLISHED_PASSWORDS.contains(&plan.config.password.as_str()) {
+        log::warn!(
+            "{path}: [relay] password: a published sample value; any local process that \
+             guesses it can take over the component domain. Set a long random one on both \
+             sides (`axrelay secret` makes one)"
+        );
+    }
+    warn_about_store(&plan.store);
+
+    let store = open_store(&plan.store)?;
+    let domain = plan.config.domain.clone();
+    let relay = Relay::new(plan.config).map_err(|e| {
+        logging::fatal(format!("{path}: {e}"));
+        Status::Config
+    })?;
+    log::info!(
+        "axrelay {}: component {domain} via {}:{}{}, {} runtime, {} store",
+        env!("CARGO_PKG_VERSION"),
+        plan.options.server,
+        plan.options.port,
+        if plan.options.proxy.is_some() {
+            " (SOCKS5 proxy)"
+        } else {
+            ""
+        },
+        match plan.runtime {
+            Runtime::Smol => "smol",
+            Runtime::Blocking => "blocking",
+        },
+        store.kind()
+    );
+
+    let exit = drive::run(plan.runtime, relay, plan.options, store, reopen).map_err(|e| {
+        logging::fatal(e);
+        Status::Failure
+    })?;
+    Ok(match exit {
+        Exit::Stopped => {
+            log::info!("stopped");
+            Status::Ok
+        }
+        Exit::Refused(reason) => {
+            logging::fatal(format!(
+                "{reason}; check [relay] jid and password in {path} against the server's \
+                 component settings"
+            ));
+            Status::Refused
+        }
+    })
+}
+
+/// Open the store; a memcached that does not answer yet is only a warning,
+/// since the relay answers lookups with errors until it is back.
+fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, Status> {
+    let failed = |e: &dyn std::fmt::Display| {
+        logging::fatal(format!("cannot open the mapping store: {e}"));
+        Status::Failure
+    };
+    if let StoreSettings::Memcached {
+        servers, timeout, ..
+    } = settings
+    {
+        let client = MemcachedStore::connect(servers, *timeout).map_err(|e| failed(&e))?;
+        if let Err(e) = client.probe() {
+            log::warn!("{e}; lookups fail until it answers");
+        }
+        return Ok(Arc::new(client));
+    }
+    store::open(settings).map_err(|e| failed(&e))
+}
+
+fn warn_about_store(store: &StoreSettings) {
+    match store {
+        StoreSettings::Memory { .. } => log::warn!(
+            "no [local_storage] path and no [memcache]: mappings live in memory, and a \
+             restart loses them (people must send /whoami again before they can be reached)"
+        ),
+        StoreSettings::File { encrypt: None, .. }
+        | StoreSettings::Memcached { encrypt: None, .. } => {
+            log::warn!(
+                "no encrypt key for the store: mappings are stored in clear, and a copy of \
+                 the store de-anonymizes everyone in it (add `encrypt = ` output of `axrelay secret`)"
+            )
+        }
+        _ => {}
+    }
+}

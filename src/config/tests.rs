@@ -1,0 +1,211 @@
+use std::path::Path;
+use std::time::Duration;
+
+use axrelay_proto::IdentityMode;
+
+use super::*;
+
+/// The 2014 `sample.conf`, as published.
+const SAMPLE_2014: &str = "\
+[relay]
+jid = axr.lantern.io
+server = 127.0.0.1
+port = 5347
+password = secret
+
+[hash]
+secret = 2Wr0rSpTmncJe2UW/t6etJx0NqVBHS1wyFZI0zAdxS4=
+domain = axr.lantern.io
+
+[memcache]
+servers = localhost
+tcp_nodelay = True
+ketama = True
+noblock = True
+num_replicas = 1
+encrypt = zTLiKAKs6uGmq74enXRVOY4b2Va3XBeeG5r0tOBTObQ=
+#username = axr
+#password = b00z3C4$H
+
+[local_storage]
+#encrypt = zTLiKAKs6uGmq74enXRVOY4b2Va3XBeeG5r0tOBTObQ=
+";
+
+const GOOD: &str = "\
+[relay]
+jid      = axr.example.org    ; component JID
+server   = 127.0.0.1
+port     = 5347
+password = a-long-component-password
+runtime  = blocking           ; smol | blocking
+keepalive = 30                ; seconds
+
+[hash]
+secret   = 0123456789abcdef0123
+domain   = axr.example.org
+identity = full
+resource = r
+
+[local_storage]
+path     = /var/lib/axrelay/pseudonyms.db
+encrypt  = AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=
+ttl      = 3600
+
+[limits]
+max_stanza_bytes = 100000
+max_depth        = 16
+";
+
+fn settings(text: &str) -> Settings {
+    Settings::parse(Path::new("/etc/axrelay.conf"), text).unwrap()
+}
+
+fn message(r: Result<impl std::fmt::Debug, ConfigError>) -> String {
+    r.unwrap_err().to_string()
+}
+
+#[test]
+fn the_2014_sample_loads_and_its_pylibmc_keys_are_named() {
+    let s = settings(SAMPLE_2014);
+    let w = s.warnings().join("\n");
+    for key in ["tcp_nodelay", "ketama", "noblock", "num_replicas"] {
+        assert!(w.contains(key), "{w}");
+    }
+    assert!(w.contains("[local_storage]: ignored"), "{w}");
+    let hash = s.hash().unwrap();
+    assert_eq!(hash.domain, "axr.lantern.io");
+    assert_eq!(hash.identity, IdentityMode::Bare);
+    assert_eq!(hash.resource, "a");
+    match s.store().unwrap() {
+        StoreSettings::Memcached {
+            servers,
+            encrypt,
+            ttl,
+            timeout,
+        } => {
+            assert_eq!(servers, vec!["localhost:11211"]);
+            assert!(encrypt.is_some());
+            assert_eq!(ttl, 0);
+            assert_eq!(timeout, DEFAULT_MEMCACHE_TIMEOUT);
+        }
+        other => panic!("{other:?}"),
+    }
+    let weak: Vec<String> = s.weaknesses().iter().map(|e| e.to_string()).collect();
+    assert_eq!(weak.len(), 2, "{weak:?}");
+    assert!(weak[0].starts_with("/etc/axrelay.conf: [hash] secret: "));
+    assert!(weak[1].starts_with("/etc/axrelay.conf: [memcache] encrypt: "));
+}
+
+#[test]
+fn a_complete_file_maps_to_the_core_config() {
+    let s = settings(GOOD);
+    assert!(s.warnings().is_empty(), "{:?}", s.warnings());
+    assert!(s.weaknesses().is_empty());
+    let plan = relay_config(&s, [9; 32], true).unwrap();
+    let c = &plan.config;
+    assert_eq!(c.domain, "axr.example.org");
+    assert_eq!(c.secret, b"0123456789abcdef0123");
+    assert_eq!(c.identity, IdentityMode::Full);
+    assert_eq!(c.resource, "r");
+    assert_eq!(c.encrypt, Some(std::array::from_fn(|i| i as u8)));
+    assert_eq!(c.ttl, 3600);
+    assert_eq!(c.keepalive, Duration::from_secs(30));
+    assert_eq!(c.limits.max_stanza_bytes, 100_000);
+    assert_eq!(c.limits.max_depth, 16);
+    assert_eq!(c.id_key, [9; 32]);
+    assert!(c.log_sensitive);
+    assert_eq!(plan.options.server, "127.0.0.1");
+    assert_eq!(plan.options.port, 5347);
+    assert_eq!(plan.runtime, Runtime::Blocking);
+    assert!(matches!(plan.store, StoreSettings::File { ttl: 3600, .. }));
+}
+
+#[test]
+fn errors_name_file_section_and_key() {
+    let s = settings(&GOOD.replace("port     = 5347", "port = abc"));
+    assert_eq!(
+        message(s.relay()),
+        "/etc/axrelay.conf: [relay] port: expected a port number, got 'abc'"
+    );
+    let s = settings(&GOOD.replace("server   = 127.0.0.1\n", ""));
+    assert_eq!(
+        message(s.relay()),
+        "/etc/axrelay.conf: [relay] server: missing (required)"
+    );
+    let s = settings("[hash]\nsecret = x\n");
+    assert_eq!(
+        message(s.relay()),
+        "/etc/axrelay.conf: [relay]: section missing"
+    );
+    assert_eq!(
+        message(s.hash()),
+        "/etc/axrelay.conf: [hash] domain: missing (required)"
+    );
+    let s = settings(&GOOD.replace("identity = full", "identity = partial"));
+    assert_eq!(
+        message(s.hash()),
+        "/etc/axrelay.conf: [hash] identity: expected bare or full, got 'partial'"
+    );
+    let s = settings(&GOOD.replace("max_depth        = 16", "max_depth = 2"));
+    assert!(message(relay_config(&s, [0; 32], false))
+        .starts_with("/etc/axrelay.conf: [limits] max_depth: "));
+    assert_eq!(
+        message(Settings::parse(Path::new("/etc/axrelay.conf"), "[relay\njid").map(|_| ())),
+        "/etc/axrelay.conf: line 1: expected ']' to close the section name"
+    );
+}
+
+#[test]
+fn unknown_sections_and_keys_are_warned_by_name() {
+    let s = settings(&format!("{GOOD}\n[extra]\nx = 1\n[relay]\ncolour = blue\n"));
+    let w = s.warnings().join("\n");
+    assert!(w.contains("[extra]: unknown section"), "{w}");
+    assert!(w.contains("[relay] colour: unknown key"), "{w}");
+}
+
+#[test]
+fn store_choice() {
+    let memory = settings("[hash]\nsecret = x\n");
+    assert_eq!(
+        memory.store().unwrap(),
+        StoreSettings::Memory { encrypt: None }
+    );
+    let s = settings("[memcache]\n");
+    assert_eq!(
+        message(s.store()),
+        "/etc/axrelay.conf: [memcache] servers: missing (required)"
+    );
+    let s = settings("[memcache]\nservers = a, b:1\ntimeout = 2\nttl = 5\n");
+    assert!(matches!(
+        s.store().unwrap(),
+        StoreSettings::Memcached { ref servers, ttl: 5, timeout, .. }
+            if servers.len() == 2 && timeout == Duration::from_secs(2)
+    ));
+    let s = settings("[local_storage]\npath = /x\nencrypt = c2hvcnQ=\n");
+    assert!(message(s.store()).starts_with(
+        "/etc/axrelay.conf: [local_storage] encrypt: expected base64 of exactly 32 bytes"
+    ));
+}
+
+#[test]
+fn a_foreign_hash_domain_is_a_weakness() {
+    let s = settings(&GOOD.replace("domain   = axr.example.org", "domain = AXR.other.org"));
+    let weak: Vec<String> = s.weaknesses().iter().map(|e| e.to_string()).collect();
+    assert_eq!(weak.len(), 1);
+    assert!(weak[0].starts_with("/etc/axrelay.conf: [hash] domain: 'axr.other.org' differs"));
+    // Case alone is no difference: both sides are normalised.
+    let s = settings(&GOOD.replace("domain   = axr.example.org", "domain = AXR.example.org"));
+    assert!(s.weaknesses().is_empty());
+}
+
+#[test]
+fn a_proxy_lengthens_the_default_timeouts() {
+    let s = settings(&GOOD.replace("[hash]", "proxy = socks5://127.0.0.1:4447\n[hash]"));
+    let plan = relay_config(&s, [0; 32], false).unwrap();
+    assert_eq!(
+        plan.options.proxy.as_deref(),
+        Some("socks5://127.0.0.1:4447")
+    );
+    assert_eq!(plan.options.connect_timeout, Duration::from_secs(60));
+    assert_eq!(plan.config.handshake_timeout, Duration::from_secs(60));
+}

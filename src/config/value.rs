@@ -1,0 +1,182 @@
+//! Parsers for single values. Each returns the problem as a sentence that
+//! ends up after `FILE: [section] key: `; secrets are never echoed.
+
+use std::time::Duration;
+
+use data_encoding::{BASE64, BASE64_NOPAD};
+
+/// A TCP port, 1–65535.
+pub fn port(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("expected a port number, got '{s}'")),
+    }
+}
+
+/// A positive number of seconds, fractions allowed (`0.5`).
+pub fn seconds(s: &str) -> Result<Duration, String> {
+    let bad = || format!("expected a number of seconds greater than 0, got '{s}'");
+    let secs: f64 = s.parse().map_err(|_| bad())?;
+    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0 * 365.0) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A whole number of seconds, `0` meaning "never expire".
+pub fn ttl(s: &str) -> Result<u32, String> {
+    s.parse::<u32>()
+        .map_err(|_| format!("expected a whole number of seconds (0 = never expire), got '{s}'"))
+}
+
+/// A whole number.
+pub fn count(s: &str) -> Result<usize, String> {
+    s.parse::<usize>()
+        .map_err(|_| format!("expected a whole number, got '{s}'"))
+}
+
+/// A 32-byte key written as base64 (the output of `axrelay secret`).
+pub fn key32(s: &str) -> Result<[u8; 32], String> {
+    let bytes = BASE64
+        .decode(s.as_bytes())
+        .or_else(|_| BASE64_NOPAD.decode(s.as_bytes()))
+        .map_err(|_| "expected base64 of 32 bytes (make one with `axrelay secret`), got something that is not base64".to_owned())?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+        format!(
+            "expected base64 of exactly 32 bytes (make one with `axrelay secret`), got {} bytes",
+            bytes.len()
+        )
+    })
+}
+
+/// A domain, normalised the way the server does it (nameprep, lower case).
+pub fn domain(s: &str) -> Result<String, String> {
+    let bad = || format!("expected a domain such as axr.example.org, got '{s}'");
+    let jid = jid::Jid::new(s).map_err(|_| bad())?;
+    if jid.node().is_some() || jid.resource().is_some() {
+        return Err(bad());
+    }
+    Ok(jid.domain().as_str().to_owned())
+}
+
+/// Either of two words, case-insensitively.
+pub fn choice<'a>(s: &str, choices: &[&'a str]) -> Result<&'a str, String> {
+    choices
+        .iter()
+        .find(|c| c.eq_ignore_ascii_case(s))
+        .copied()
+        .ok_or_else(|| format!("expected {}, got '{s}'", choices.join(" or ")))
+}
+
+/// `socks5://[user:pass@]host:port`; the runtime does the rest.
+pub fn proxy(s: &str) -> Result<String, String> {
+    let bad = || "expected socks5://host:port or socks5://user:password@host:port".to_owned();
+    let rest = s
+        .strip_prefix("socks5://")
+        .or_else(|| s.strip_prefix("socks5h://"))
+        .ok_or_else(bad)?;
+    let host_port = rest.rsplit_once('@').map_or(rest, |(_, hp)| hp);
+    let (host, port_text) = host_port.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port(port_text).is_err() {
+        return Err(bad());
+    }
+    Ok(s.to_owned())
+}
+
+/// memcached servers: `host`, `host:port` or `[v6]:port`, comma-separated,
+/// default port 11211. Unix sockets and UDP (pylibmc syntax) are refused:
+/// the client speaks TCP only.
+pub fn servers(s: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let entry = entry.strip_prefix("memcache://").unwrap_or(entry);
+        if entry.starts_with('/') || entry.starts_with("udp:") {
+            return Err(format!(
+                "'{entry}': only TCP servers (host:port) are supported"
+            ));
+        }
+        let with_port = if let Some(v6) = entry.strip_prefix('[') {
+            match v6.split_once(']') {
+                Some((_, "")) => format!("{entry}:11211"),
+                Some((_, p)) if p.strip_prefix(':').is_some_and(|p| port(p).is_ok()) => {
+                    entry.to_owned()
+                }
+                _ => return Err(format!("'{entry}': expected [address]:port")),
+            }
+        } else {
+            match entry.split_once(':') {
+                None => format!("{entry}:11211"),
+                Some((host, p)) if !host.is_empty() && port(p).is_ok() => entry.to_owned(),
+                Some(_) => return Err(format!("'{entry}': expected host or host:port")),
+            }
+        };
+        out.push(with_port);
+    }
+    if out.is_empty() {
+        return Err("expected one or more servers, host:port, separated by commas".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_and_durations() {
+        assert_eq!(port("5347"), Ok(5347));
+        assert_eq!(
+            port("abc"),
+            Err("expected a port number, got 'abc'".to_owned())
+        );
+        assert!(port("0").is_err() && port("70000").is_err());
+        assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert!(seconds("0").is_err() && seconds("-1").is_err() && seconds("NaN").is_err());
+        assert_eq!(ttl("0"), Ok(0));
+        assert!(ttl("-1").is_err());
+    }
+
+    #[test]
+    fn keys_must_be_32_bytes_and_are_not_echoed() {
+        let k = BASE64.encode(&[7u8; 32]);
+        assert_eq!(key32(&k), Ok([7; 32]));
+        assert_eq!(key32(k.trim_end_matches('=')), Ok([7; 32]));
+        let short = key32(&BASE64.encode(&[7u8; 16])).unwrap_err();
+        assert!(short.contains("got 16 bytes"), "{short}");
+        let not = key32("hunter2!!").unwrap_err();
+        assert!(!not.contains("hunter2"));
+    }
+
+    #[test]
+    fn domains_are_normalised() {
+        assert_eq!(domain("AXR.Example.ORG").as_deref(), Ok("axr.example.org"));
+        assert!(domain("user@axr.example.org").is_err());
+        assert!(domain("axr.example.org/res").is_err());
+        assert!(domain("").is_err());
+    }
+
+    #[test]
+    fn server_lists() {
+        assert_eq!(
+            servers("localhost, 10.0.0.2:11311,[::1]:1,[::1]").unwrap(),
+            vec![
+                "localhost:11211",
+                "10.0.0.2:11311",
+                "[::1]:1",
+                "[::1]:11211"
+            ]
+        );
+        assert!(servers("").is_err());
+        assert!(servers("/run/memcached.sock").is_err());
+        assert!(servers("udp:host").is_err());
+        assert!(servers("host:port").is_err());
+    }
+
+    #[test]
+    fn proxies() {
+        assert!(proxy("socks5://127.0.0.1:9050").is_ok());
+        assert!(proxy("socks5://u:p@proxy.example:1080").is_ok());
+        assert!(proxy("http://127.0.0.1:8080").is_err());
+        assert!(proxy("socks5://127.0.0.1").is_err());
+    }
+}
