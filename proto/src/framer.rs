@@ -4,11 +4,12 @@
 //! "tape" until an event accounts for it, so at every point the framer knows
 //! how large the unfinished element is without rxml having to finish it.
 //!
-//! * A stanza that breaks the attribute, namespace-declaration, depth or
-//!   token limits is parsed on but not kept, and reported as
-//!   [`Frame::Skipped`] when it ends.
-//! * A stanza that grows beyond `max_stanza_bytes` cannot be parsed on
-//!   without buffering it, and rxml cannot resynchronise; so the framer scans
+//! * A stanza that breaks the attribute, namespace-declaration or token
+//!   limits is parsed on but not kept, and reported as [`Frame::Skipped`]
+//!   when it ends.
+//! * A stanza that nests deeper than `max_depth`, or grows beyond
+//!   `max_stanza_bytes`, cannot be parsed on: rxml's cost grows with the
+//!   square of the depth, and rxml cannot resynchronise. So the framer scans
 //!   the rest of it as raw bytes (tags, quotes, CDATA) to its end, then starts
 //!   a fresh parser primed with the server's original stream header. Memory
 //!   stays bounded by the limit plus one slice.
@@ -208,6 +209,9 @@ pub(crate) struct Framer {
     skip: Option<(Skip, Option<Element>)>,
     /// Bytes to feed before new input (left over after a raw skip).
     replay: Option<Bytes>,
+    /// 1 when the last start tag was self-closing and rxml has yet to
+    /// report its end (matters when a raw skip starts right there).
+    closed_pending: usize,
 }
 
 fn new_parser(limits: &Limits) -> Parser {
@@ -247,7 +251,28 @@ impl Framer {
             discard: None,
             skip: None,
             replay: None,
+            closed_pending: 0,
         }
+    }
+
+    /// Bytes held for the unfinished stanza (tape and partial tree), for
+    /// checking that hostile input cannot grow memory without bound.
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> usize {
+        fn size(e: &Element) -> usize {
+            e.name.len()
+                + e.attrs.iter().map(|(_, v)| v.len() + 8).sum::<usize>()
+                + e.children
+                    .iter()
+                    .map(|c| match c {
+                        Node::Element(e) => size(e),
+                        Node::Text(t) => t.len(),
+                    })
+                    .sum::<usize>()
+        }
+        self.tape.len()
+            + self.stack.iter().map(size).sum::<usize>()
+            + self.replay.as_ref().map_or(0, |r| r.len())
     }
 
     /// Feed bytes from the server; frames are appended to `out` in order.
@@ -326,7 +351,8 @@ impl Framer {
             None => self.stack.first().map(head_of),
         };
         self.stack.clear();
-        let mut skip = Skip::new(self.depth.saturating_sub(1));
+        let mut skip = Skip::new(self.depth.saturating_sub(1) - self.closed_pending);
+        self.closed_pending = 0;
         let held = self.tape.split().freeze();
         match skip.scan(&held) {
             Some(n) => {
@@ -396,10 +422,17 @@ impl Framer {
                     children: Vec::new(),
                 };
                 let l = &self.limits;
+                if self.depth - 1 > l.max_depth {
+                    if self.discard.is_none() && self.stack.is_empty() {
+                        self.discard = Some(Some(head_of(&el)));
+                    }
+                    self.closed_pending = usize::from(self.tape[..len].ends_with(b"/>"));
+                    self.tape.advance(len);
+                    return Ok(true);
+                }
                 if self.discard.is_none()
                     && (el.attrs.len() > l.max_attributes
                         || count_xmlns(&self.tape[..len]) > l.max_namespace_decls
-                        || self.depth - 1 > l.max_depth
                         || el.name.len() > l.max_token_length
                         || el.attrs.iter().any(|(_, v)| v.len() > l.max_token_length))
                 {
@@ -552,6 +585,25 @@ mod tests {
                 "message:4"
             ]
         );
+    }
+
+    #[test]
+    fn depth_violations_resynchronise_even_on_a_self_closing_tag() {
+        for inner in ["<b/>", "<b></b>", "<b x='/>'/>", "<b>t</b>"] {
+            // The message is depth 1, so the inner element is the first past 32.
+            let deep = format!("{}{inner}{}", "<a>".repeat(31), "</a>".repeat(31));
+            let doc = format!("{HEADER}<message id='1'>{deep}</message><message id='2'/>");
+            for step in [1usize, 5, 4096] {
+                let chunks: Vec<&[u8]> = doc.as_bytes().chunks(step).collect();
+                let (frames, r) = run(&chunks);
+                r.unwrap();
+                assert_eq!(
+                    names(&frames),
+                    ["header:abc", "skipped:1", "message:2"],
+                    "{inner} step {step}"
+                );
+            }
+        }
     }
 
     #[test]

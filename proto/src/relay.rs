@@ -331,6 +331,12 @@ impl Relay {
         }
     }
 
+    /// Bytes the framer holds for an unfinished stanza.
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> usize {
+        self.framer.as_ref().map_or(0, Framer::buffered)
+    }
+
     fn on_frame(&mut self, frame: Frame, now: Instant) {
         match (frame, self.state) {
             (Frame::Header { is_stream, id }, State::AwaitHeader { deadline }) => {
