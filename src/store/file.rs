@@ -1,9 +1,14 @@
 //! The embedded store: one redb database file.
 //!
+//! redb panics on some corrupted files instead of returning an error, so
+//! every call into it is guarded: a panic there becomes an error naming the
+//! file, never a crash of the relay.
+//!
 //! Each value is stored behind an 8-byte big-endian expiry (Unix seconds,
 //! 0 = never), so `ttl` works without a sweeper: expired entries read as
 //! missing, and are removed when the file is next opened.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -52,6 +57,14 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("database file: {e}"))
 }
 
+const CORRUPTED: &str = "the database file is corrupted; move it away to start afresh \
+                         (people then send /whoami again)";
+
+/// Run `f`, turning a panic inside redb into an error.
+fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| Err(CORRUPTED.to_owned()))
+}
+
 /// The value inside a stored record, unless it expired or is malformed.
 fn live_value(record: &[u8], now: u64) -> Option<Vec<u8>> {
     let (expiry, value) = record.split_at_checked(EXPIRY_LEN)?;
@@ -75,24 +88,25 @@ impl FileStore {
                 )));
             }
         }
-        let db = Database::create(path).map_err(|e| {
-            fail(match e {
+        let db = guarded(|| {
+            Database::create(path).map_err(|e| match e {
                 DatabaseError::DatabaseAlreadyOpen => "the database is in use by another process \
                      (is `axrelay run` running with this file?)"
                     .to_owned(),
-                DatabaseError::Storage(redb::StorageError::Io(io)) => {
+                DatabaseError::Storage(redb::StorageError::Io(io))
+                    if io.kind() != std::io::ErrorKind::InvalidData =>
+                {
                     format!("cannot open the database: {io}")
                 }
-                other => format!("not a usable axrelay database: {other}"),
+                other => format!("not a usable axrelay database ({other}); {CORRUPTED}"),
             })
-        })?;
+        })
+        .map_err(fail)?;
         let store = FileStore {
             db,
             path: path.to_owned(),
         };
-        store
-            .prepare()
-            .map_err(|e| fail(format!("cannot write the database: {e}")))?;
+        guarded(|| store.prepare()).map_err(|e| fail(format!("cannot write the database: {e}")))?;
         Ok(store)
     }
 
@@ -118,15 +132,19 @@ impl FileStore {
 
 impl Store for FileStore {
     fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let tx = self.db.begin_read().map_err(unavailable)?;
-        let table = tx.open_table(MAPPINGS).map_err(unavailable)?;
-        let now = now();
-        keys.iter()
-            .map(|key| {
-                let record = table.get(*key).map_err(unavailable)?;
-                Ok(record.and_then(|r| live_value(r.value(), now)))
-            })
-            .collect()
+        guarded(|| {
+            let text = |e: redb::Error| e.to_string();
+            let tx = self.db.begin_read().map_err(|e| text(e.into()))?;
+            let table = tx.open_table(MAPPINGS).map_err(|e| text(e.into()))?;
+            let now = now();
+            keys.iter()
+                .map(|key| {
+                    let record = table.get(*key).map_err(|e| text(e.into()))?;
+                    Ok(record.and_then(|r| live_value(r.value(), now)))
+                })
+                .collect()
+        })
+        .map_err(unavailable)
     }
 
     fn put(&self, key: &str, value: &[u8], ttl: u32) -> Result<(), StoreError> {
@@ -134,12 +152,18 @@ impl Store for FileStore {
         let mut record = Vec::with_capacity(EXPIRY_LEN + value.len());
         record.extend_from_slice(&expiry.to_be_bytes());
         record.extend_from_slice(value);
-        let tx = self.db.begin_write().map_err(unavailable)?;
-        {
-            let mut table = tx.open_table(MAPPINGS).map_err(unavailable)?;
-            table.insert(key, record.as_slice()).map_err(unavailable)?;
-        }
-        tx.commit().map_err(unavailable)
+        guarded(|| {
+            let text = |e: redb::Error| e.to_string();
+            let tx = self.db.begin_write().map_err(|e| text(e.into()))?;
+            {
+                let mut table = tx.open_table(MAPPINGS).map_err(|e| text(e.into()))?;
+                table
+                    .insert(key, record.as_slice())
+                    .map_err(|e| text(e.into()))?;
+            }
+            tx.commit().map_err(|e| text(e.into()))
+        })
+        .map_err(unavailable)
     }
 
     fn kind(&self) -> &'static str {
