@@ -89,9 +89,9 @@ pub fn open(target: &Target) -> Result<TcpStream, ConnectError> {
         .as_ref()
         .map_err(|e| ConnectError::BadProxy(e.clone()))?;
     let stream = match proxy {
-        None => tcp(&target.server, target.port, deadline)?,
+        None => tcp(&target.server, target.port, deadline, "")?,
         Some(proxy) => {
-            let mut stream = tcp(&proxy.host, proxy.port, deadline)?;
+            let mut stream = tcp(&proxy.host, proxy.port, deadline, "SOCKS5 proxy ")?;
             let budget = remaining(deadline, "connecting to the proxy")?;
             set_timeouts(&stream, Some(budget))?;
             socks5::handshake(&mut stream, proxy, &target.server, target.port).map_err(
@@ -110,12 +110,13 @@ pub fn open(target: &Target) -> Result<TcpStream, ConnectError> {
     Ok(stream)
 }
 
-/// TCP connect to the first address of `host` that answers in time.
-fn tcp(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, ConnectError> {
+/// TCP connect to the first address of `host` that answers in time;
+/// `role` prefixes the name in errors.
+fn tcp(host: &str, port: u16, deadline: Instant, role: &str) -> Result<TcpStream, ConnectError> {
     let name = if host.contains(':') {
-        format!("[{host}]:{port}")
+        format!("{role}[{host}]:{port}")
     } else {
-        format!("{host}:{port}")
+        format!("{role}{host}:{port}")
     };
     let addrs: Vec<_> = (host, port)
         .to_socket_addrs()

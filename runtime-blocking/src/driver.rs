@@ -20,8 +20,6 @@ use crate::store_jobs::{perform, Job, JobQueue, Outcomes, MAX_IN_FLIGHT};
 
 /// A write that makes no progress this long means the connection is dead.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Last resort if the core never reports the end of a requested stop.
-const STOP_GRACE: Duration = Duration::from_secs(10);
 const READ_BUF: usize = 16 * 1024;
 
 /// What wakes the loop. Socket events carry the connection number, so that
@@ -152,7 +150,8 @@ impl Driver {
             let now = Instant::now();
             if self.stopper.requested() && !self.stopping {
                 self.stopping = true;
-                stop_deadline = Some(now + STOP_GRACE);
+                stop_deadline =
+                    Some(now + Lifecycle::stop_grace(self.relay.config().close_timeout));
                 self.relay.shutdown(now);
             }
             // Deadlines are honoured even when events never let the wait

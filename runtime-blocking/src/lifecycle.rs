@@ -1,5 +1,9 @@
 //! What happens between connections: logging, backoff and the decision to
 //! reconnect or return. Shared so both runtimes behave the same.
+//!
+//! Connection events go out at info (a hot standby's `conflict` loop is
+//! routine); failures to reach the server or proxy at warn; a refused
+//! configuration at error.
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +44,13 @@ impl Lifecycle {
     /// Where connections go.
     pub fn target(&self) -> &Target {
         &self.target
+    }
+
+    /// How long a requested stop may take before the runtime drops the
+    /// connection itself: the core drains and then waits for the server's
+    /// close, each for up to `close_timeout`.
+    pub fn stop_grace(close_timeout: Duration) -> Duration {
+        close_timeout.saturating_mul(2) + Duration::from_secs(2)
     }
 
     /// A connection attempt starts.
@@ -86,7 +97,7 @@ impl Lifecycle {
             return Next::Exit(Exit::Stopped);
         }
         let delay = self.delay();
-        log::warn!(
+        log::info!(
             "disconnected: {reason}; reconnecting in {:.1} s",
             delay.as_secs_f64()
         );

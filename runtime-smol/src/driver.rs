@@ -22,8 +22,6 @@ use crate::stop::Stopper;
 
 /// A write that makes no progress this long means the connection is dead.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Last resort if the core never reports the end of a requested stop.
-const STOP_GRACE: Duration = Duration::from_secs(10);
 const READ_BUF: usize = 16 * 1024;
 
 /// What ended a wait.
@@ -166,7 +164,8 @@ impl Driver {
             let now = Instant::now();
             if self.stopper.requested() && !self.stopping {
                 self.stopping = true;
-                stop_deadline = Some(now + STOP_GRACE);
+                stop_deadline =
+                    Some(now + Lifecycle::stop_grace(self.relay.config().close_timeout));
                 self.relay.shutdown(now);
             }
             // Deadlines are honoured even when other wake-ups keep coming.
