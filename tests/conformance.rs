@@ -17,7 +17,8 @@ use axrelay_proto::driver::Exit;
 use axrelay_proto::{DisconnectReason, MemoryStore, Store};
 
 use harness::{
-    init_logging, options, pseudonym, relay, Running, SlowStore, Start, DOMAIN, PASSWORD,
+    config, init_logging, options, pseudonym, relay, relay_with, Running, SlowStore, Start, DOMAIN,
+    PASSWORD,
 };
 use server::{Conn, FakeServer, Got, Node};
 
@@ -146,6 +147,31 @@ pub fn reconnects_after_a_drop(start: Start) {
         "after the reconnect",
         BOB,
     );
+    stop(running, conn);
+}
+
+pub fn reconnects_when_pings_go_unanswered(start: Start) {
+    init_logging();
+    let server = FakeServer::start();
+    let mut cfg = config();
+    cfg.keepalive = Duration::from_millis(300);
+    let running = start(
+        relay_with(cfg),
+        options(server.port()),
+        Arc::new(MemoryStore::default()),
+    );
+    let mut conn = server.accept(SHORT);
+    conn.handshake(PASSWORD);
+    conn.answer_pings = false;
+    let ping = conn.expect(SHORT, "a keepalive ping", |n| {
+        n.name == "iq" && n.attr("type") == Some("get")
+    });
+    assert_eq!(ping.attr("to"), Some("example.org"));
+    // No answer: after another interval the relay gives up on this
+    // connection and dials again.
+    let mut conn = server.accept(SHORT);
+    conn.handshake(PASSWORD);
+    whoami(&mut conn, ALICE, "1");
     stop(running, conn);
 }
 
@@ -352,6 +378,7 @@ both_runtimes!(
     whoami_is_answered,
     relays_both_ways,
     reconnects_after_a_drop,
+    reconnects_when_pings_go_unanswered,
     retries_on_conflict,
     not_authorized_is_fatal,
     stop_closes_the_stream,

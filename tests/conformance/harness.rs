@@ -78,7 +78,11 @@ pub fn options(port: u16) -> Options {
 }
 
 pub fn relay() -> Relay {
-    Relay::new(config()).expect("test config is valid")
+    relay_with(config())
+}
+
+pub fn relay_with(config: Config) -> Relay {
+    Relay::new(config).expect("test config is valid")
 }
 
 /// `identity`'s pseudonym (bare JID) at the test domain.

@@ -120,6 +120,8 @@ pub struct Conn {
     /// Number of reads it took to receive the header.
     pub header_reads: usize,
     pub domain: String,
+    /// Answer the relay's keepalive pings (a live server does).
+    pub answer_pings: bool,
 }
 
 impl Conn {
@@ -133,6 +135,7 @@ impl Conn {
             header_bytes: Vec::new(),
             header_reads: 0,
             domain: String::new(),
+            answer_pings: true,
         }
     }
 
@@ -229,7 +232,8 @@ impl Conn {
         loop {
             while let Some(got) = self.got.pop_front() {
                 if let Got::Stanza(node) = &got {
-                    if node.name == "iq"
+                    if self.answer_pings
+                        && node.name == "iq"
                         && node.attr("type") == Some("get")
                         && node.children.iter().any(|c| c.ns == PING_NS)
                     {
