@@ -1,0 +1,643 @@
+//! The `axrelay` binary, run as an operator runs it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use axrelay::store::FileStore;
+use axrelay_proto::{Pseudonymizer, Store, StoreCodec};
+use data_encoding::BASE64;
+
+const BIN: &str = env!("CARGO_BIN_EXE_axrelay");
+
+/// The `[hash] secret` of the 2014 sample.conf: SPEC §3's vectors use it.
+const SAMPLE_SECRET: &str = "2Wr0rSpTmncJe2UW/t6etJx0NqVBHS1wyFZI0zAdxS4=";
+const SAMPLE_ENCRYPT: &str = "zTLiKAKs6uGmq74enXRVOY4b2Va3XBeeG5r0tOBTObQ=";
+const GOOD_SECRET: &str = "a-test-secret-of-more-than-16-bytes";
+const GOOD_ENCRYPT: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+const VECTORS: [(&str, &str); 3] = [
+    (
+        "alice@example.com/laptop",
+        "6k6gwuvbgn4cmo6f7cv2smwcxafcg6uqsok7mppvsec5a",
+    ),
+    (
+        "alice@example.com/phone",
+        "nsabsapqn7a334u3wgagrzll5k5icsnkdsdacb24vvkgc",
+    ),
+    (
+        "alice@example.com",
+        "zi36rtka6iz3zuszk5un4svb4m4qvtsiqacao56f7bspy",
+    ),
+];
+
+/// The 2014 sample.conf, as published.
+const SAMPLE_2014: &str = "\
+[relay]
+jid = axr.lantern.io
+server = 127.0.0.1
+port = 5347
+password = secret
+
+[hash]
+secret = 2Wr0rSpTmncJe2UW/t6etJx0NqVBHS1wyFZI0zAdxS4=
+domain = axr.lantern.io
+
+[memcache]
+servers = localhost
+tcp_nodelay = True
+ketama = True
+noblock = True
+num_replicas = 1
+encrypt = zTLiKAKs6uGmq74enXRVOY4b2Va3XBeeG5r0tOBTObQ=
+#username = axr
+#password = b00z3C4$H
+
+[local_storage]
+";
+
+struct Dir(tempfile::TempDir);
+
+impl Dir {
+    fn new() -> Dir {
+        Dir(tempfile::tempdir().unwrap())
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+/// A valid configuration: relay at `port`, store as given.
+fn config(port: u16, hash_extra: &str, store: &str) -> String {
+    format!(
+        "[relay]\njid = axr.example.org\nserver = 127.0.0.1\nport = {port}\n\
+         password = a-long-component-password\nkeepalive = 60\n\n\
+         [hash]\nsecret = {GOOD_SECRET}\ndomain = axr.example.org\n{hash_extra}\n{store}\n"
+    )
+}
+
+fn axrelay(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn secret_prints_base64_of_32_random_bytes() {
+    let a = axrelay(&["secret"]);
+    let b = axrelay(&["secret"]);
+    assert_eq!(code(&a), 0);
+    let line = text(&a.stdout);
+    assert_eq!(line.len(), 45, "{line:?}");
+    let bytes = BASE64.decode(line.trim_end().as_bytes()).unwrap();
+    assert_eq!(bytes.len(), 32);
+    assert_ne!(a.stdout, b.stdout);
+}
+
+#[test]
+fn hash_prints_the_spec_vectors() {
+    let dir = Dir::new();
+    let conf = dir.write(
+        "a.conf",
+        &format!("[hash]\nsecret = {SAMPLE_SECRET}\ndomain = axr.lantern.io\nidentity = full\n"),
+    );
+    let jids: Vec<&str> = VECTORS.iter().map(|(j, _)| *j).collect();
+    let mut args = vec!["hash", "-c", p(&conf)];
+    args.extend(&jids);
+    let out = axrelay(&args);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let expected: String = VECTORS
+        .iter()
+        .map(|(jid, local)| format!("{jid} => {local}@axr.lantern.io\n"))
+        .collect();
+    assert_eq!(text(&out.stdout), expected);
+    // The published secret is allowed here, with a warning.
+    let err = text(&out.stderr);
+    assert!(err.contains("[hash] secret"), "{err}");
+    assert!(err.contains("published"), "{err}");
+}
+
+#[test]
+fn hash_normalises_typed_jids_and_uses_bare_identities_by_default() {
+    let dir = Dir::new();
+    let conf = dir.write(
+        "a.conf",
+        &format!("[hash]\nsecret = {SAMPLE_SECRET}\ndomain = axr.lantern.io\n"),
+    );
+    let out = axrelay(&[
+        "hash",
+        "-c",
+        p(&conf),
+        "Alice@EXAMPLE.com/phone",
+        "alice@example.com/laptop",
+    ]);
+    assert_eq!(code(&out), 0);
+    let bare = VECTORS[2].1;
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "alice@example.com/phone => {bare}@axr.lantern.io\n\
+             alice@example.com/laptop => {bare}@axr.lantern.io\n"
+        )
+    );
+    // Not a JID: a usage error, the others still printed.
+    let out = axrelay(&["hash", "-c", p(&conf), "a@@b", "alice@example.com"]);
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("'a@@b' is not a valid JID"));
+    assert_eq!(
+        text(&out.stdout),
+        format!("alice@example.com => {bare}@axr.lantern.io\n")
+    );
+}
+
+#[test]
+fn config_errors_name_file_section_and_key() {
+    let dir = Dir::new();
+    let conf = dir.write(
+        "bad.conf",
+        &config(5347, "", "").replace("port = 5347", "port = abc"),
+    );
+    let out = axrelay(&["run", "-c", p(&conf)]);
+    assert_eq!(code(&out), 2);
+    assert_eq!(
+        text(&out.stderr).trim_end(),
+        format!(
+            "axrelay: {}: [relay] port: expected a port number, got 'abc'",
+            conf.display()
+        )
+    );
+
+    let missing = dir.path("none.conf");
+    let out = axrelay(&["run", "-c", p(&missing)]);
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains(&format!("axrelay: {}: cannot read", missing.display())));
+
+    let conf = dir.write("nosecret.conf", "[hash]\ndomain = axr.example.org\n");
+    let out = axrelay(&["hash", "-c", p(&conf), "a@b.c"]);
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("[hash] secret: missing"));
+
+    let conf = dir.write(
+        "syntax.conf",
+        "[hash]\nsecret = x\nthis line is no setting\n",
+    );
+    let out = axrelay(&["hash", "-c", p(&conf), "a@b.c"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains(": line 3: "),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let conf = dir.write(
+        "key.conf",
+        &config(
+            5347,
+            "",
+            "[local_storage]\npath = x.db\nencrypt = c2hvcnQ=\n",
+        ),
+    );
+    let out = axrelay(&["run", "-c", p(&conf)]);
+    assert_eq!(code(&out), 2);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("[local_storage] encrypt: expected base64 of exactly 32 bytes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_and_2014_keys_are_warned_by_name() {
+    let dir = Dir::new();
+    let conf = dir.write(
+        "sample.conf",
+        &format!("{SAMPLE_2014}\n[relay]\ncolour = blue\n[extras]\nx = 1\n"),
+    );
+    let out = axrelay(&["hash", "-c", p(&conf), "alice@example.com"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    for name in [
+        "tcp_nodelay",
+        "ketama",
+        "noblock",
+        "num_replicas",
+        "colour",
+        "[extras]",
+    ] {
+        assert!(err.contains(name), "{name} not named in: {err}");
+    }
+    assert!(err.contains("WARN"), "{err}");
+    // -q keeps warnings out.
+    let out = axrelay(&["hash", "-q", "-c", p(&conf), "alice@example.com"]);
+    assert_eq!(code(&out), 0);
+    assert_eq!(text(&out.stderr), "");
+}
+
+/// `run` with this configuration must refuse at once, naming the key.
+fn refused(dir: &Dir, conf_text: &str, expect: &str) {
+    let conf = dir.write("refused.conf", conf_text);
+    let started = Instant::now();
+    let out = axrelay(&["run", "-c", p(&conf)]);
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let err = text(&out.stderr);
+    assert!(err.contains(expect), "expected {expect:?} in {err}");
+}
+
+#[test]
+fn run_refuses_published_and_short_secrets_and_a_foreign_domain() {
+    let dir = Dir::new();
+    let good = config(9, "", "");
+    refused(
+        &dir,
+        &good.replace(GOOD_SECRET, SAMPLE_SECRET),
+        "[hash] secret: this value was published",
+    );
+    refused(
+        &dir,
+        &good.replace(GOOD_SECRET, "B1GS3kR1T"),
+        "[hash] secret: this value was published",
+    );
+    refused(
+        &dir,
+        &good.replace(GOOD_SECRET, "0123456789"),
+        "[hash] secret: 10 bytes is too short",
+    );
+    refused(
+        &dir,
+        &good.replace("domain = axr.example.org", "domain = axr.other.org"),
+        "[hash] domain: 'axr.other.org' differs from [relay] jid 'axr.example.org'",
+    );
+    refused(
+        &dir,
+        &config(
+            9,
+            "",
+            &format!("[memcache]\nservers = 127.0.0.1:9\nencrypt = {SAMPLE_ENCRYPT}\n"),
+        ),
+        "[memcache] encrypt: this value was published",
+    );
+    refused(
+        &dir,
+        &config(
+            9,
+            "",
+            &format!("[local_storage]\nencrypt = {SAMPLE_ENCRYPT}\n"),
+        ),
+        "[local_storage] encrypt: this value was published",
+    );
+    // The whole 2014 sample: both of its secrets are named.
+    let conf = dir.write("sample.conf", SAMPLE_2014);
+    let out = axrelay(&["run", "-c", p(&conf)]);
+    assert_eq!(code(&out), 2);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("[hash] secret") && err.contains("[memcache] encrypt"),
+        "{err}"
+    );
+}
+
+fn pseudonym_of(identity: &str) -> String {
+    Pseudonymizer::new(GOOD_SECRET.as_bytes()).localpart(identity) + "@axr.example.org"
+}
+
+#[test]
+fn store_then_lookup_with_a_file_store_across_processes() {
+    let dir = Dir::new();
+    let db = dir.path("pseudonyms.db");
+    let conf = dir.write(
+        "a.conf",
+        &config(
+            9,
+            "",
+            &format!(
+                "[local_storage]\npath = {}\nencrypt = {GOOD_ENCRYPT}\n",
+                db.display()
+            ),
+        ),
+    );
+    let alice = pseudonym_of("alice@example.com");
+    let bob = pseudonym_of("bob@example.net");
+    let out = axrelay(&[
+        "hash",
+        "--store",
+        "-c",
+        p(&conf),
+        "alice@example.com/phone",
+        "bob@example.net",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("alice@example.com/phone => {alice}\nbob@example.net => {bob}\n")
+    );
+
+    // A new process finds both; an unknown pseudonym and a malformed one
+    // are None. A bare localpart means one at the relay's domain.
+    let stranger = pseudonym_of("carol@example.org");
+    let bob_local = bob.split('@').next().unwrap();
+    let out = axrelay(&[
+        "hash",
+        "-l",
+        "-c",
+        p(&conf),
+        &alice,
+        &stranger,
+        bob_local,
+        "nobody@axr.example.org",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "{alice} => alice@example.com\n{stranger} => None\n{bob_local} => bob@example.net\n\
+             nobody@axr.example.org => None\n"
+        )
+    );
+
+    // The file names neither person nor pseudonym (encrypt is set).
+    let raw = std::fs::read(&db).unwrap();
+    for needle in ["alice", "bob@", alice.split('@').next().unwrap()] {
+        assert!(
+            !raw.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "{needle}"
+        );
+    }
+}
+
+#[test]
+fn lookup_ignores_a_poisoned_entry() {
+    let dir = Dir::new();
+    let db = dir.path("p.db");
+    let domain = "axr.example.org";
+    let local = Pseudonymizer::new(GOOD_SECRET.as_bytes()).localpart("alice@example.com");
+    {
+        // Someone with write access to the store points Alice's pseudonym
+        // at Mallory.
+        let codec = StoreCodec::new(None);
+        let store = FileStore::open(&db).unwrap();
+        store
+            .put(
+                &codec.key(&local, domain),
+                &codec.seal(&local, domain, "mallory@example.com"),
+                0,
+            )
+            .unwrap();
+    }
+    let conf = dir.write(
+        "a.conf",
+        &config(
+            9,
+            "",
+            &format!("[local_storage]\npath = {}\n", db.display()),
+        ),
+    );
+    let out = axrelay(&[
+        "hash",
+        "--lookup",
+        "-c",
+        p(&conf),
+        &format!("{local}@{domain}"),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{local}@{domain} => None\n"));
+}
+
+#[test]
+fn help_and_version() {
+    for args in [
+        &["help"][..],
+        &["--help"],
+        &["run", "--help"],
+        &["help", "hash"],
+    ] {
+        let out = axrelay(args);
+        assert_eq!(code(&out), 0, "{args:?}");
+        let help = text(&out.stdout);
+        assert!(help.contains("Exit status:"), "{args:?}: {help}");
+        assert!(help.contains("3  the XMPP server refused"), "{help}");
+    }
+    let run_help = text(&axrelay(&["run", "--help"]).stdout);
+    for flag in [
+        "--config",
+        "--debug",
+        "--quiet",
+        "--log-file",
+        "--log-sensitive",
+        "/etc/axrelay.conf",
+    ] {
+        assert!(run_help.contains(flag), "{flag}: {run_help}");
+    }
+    let hash_help = text(&axrelay(&["hash", "--help"]).stdout);
+    for flag in ["-S, --store", "-l, --lookup"] {
+        assert!(hash_help.contains(flag), "{flag}: {hash_help}");
+    }
+    let out = axrelay(&["--version"]);
+    assert_eq!(code(&out), 0);
+    assert_eq!(
+        text(&out.stdout),
+        format!("axrelay {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(code(&axrelay(&["frobnicate"])), 2);
+    assert_eq!(code(&axrelay(&["run", "-d", "-q"])), 2);
+}
+
+#[test]
+fn warnings_and_fatal_errors_reach_the_log_file() {
+    let dir = Dir::new();
+    let log = dir.path("axrelay.log");
+    let conf = dir.write("a.conf", &format!("{SAMPLE_2014}\n"));
+    let out = axrelay(&["run", "-c", p(&conf), "--log-file", p(&log)]);
+    assert_eq!(code(&out), 2);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("tcp_nodelay"), "{logged}");
+    assert!(
+        logged.contains("ERROR") && logged.contains("[hash] secret"),
+        "{logged}"
+    );
+    // On stderr, the fatal line is plain, once.
+    let err = text(&out.stderr);
+    assert_eq!(err.matches("[hash] secret").count(), 1, "{err}");
+
+    let out = axrelay(&[
+        "run",
+        "-c",
+        p(&conf),
+        "--log-file",
+        p(&dir.path("no/such/dir.log")),
+    ]);
+    assert_eq!(code(&out), 1);
+    assert!(text(&out.stderr).contains("cannot open the log file"));
+}
+
+// ---- `run` against a scripted server ----
+
+/// Read from `s` until `needle` shows up (or the peer closes).
+fn read_until(s: &mut TcpStream, needle: &str) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !text(&got).contains(needle) {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    text(&got)
+}
+
+const SERVER_HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
+     xmlns:stream='http://etherx.jabber.org/streams' id='cli-test-1' from='axr.example.org'>";
+
+/// Accept one component connection and answer its handshake with `answer`.
+fn serve_handshake(listener: &TcpListener, answer: &str) -> TcpStream {
+    let (mut s, _) = listener.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let header = read_until(&mut s, "jabber:component:accept");
+    assert!(
+        header.contains("to='axr.example.org'") || header.contains("to=\"axr.example.org\""),
+        "{header}"
+    );
+    s.write_all(SERVER_HEADER.as_bytes()).unwrap();
+    let handshake = read_until(&mut s, "</handshake>");
+    assert!(handshake.contains("<handshake>"), "{handshake}");
+    s.write_all(answer.as_bytes()).unwrap();
+    s
+}
+
+fn spawn_run(conf: &Path) -> Child {
+    Command::new(BIN)
+        .args(["run", "-c", p(conf)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_with_deadline(child: &mut Child, limit: Duration) -> i32 {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("axrelay did not exit within {limit:?}");
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+fn stderr_of(child: &mut Child) -> String {
+    let mut s = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut s);
+    }
+    s
+}
+
+#[test]
+fn a_refused_handshake_exits_3_with_either_runtime() {
+    for runtime in ["smol", "blocking"] {
+        let dir = Dir::new();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let conf = dir.write(
+            "a.conf",
+            &config(port, "", "").replace(
+                "keepalive = 60",
+                &format!("keepalive = 60\nruntime = {runtime}"),
+            ),
+        );
+        let mut child = spawn_run(&conf);
+        let _s = serve_handshake(
+            &listener,
+            "<stream:error><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
+             </stream:error></stream:stream>",
+        );
+        let status = wait_with_deadline(&mut child, Duration::from_secs(20));
+        let err = stderr_of(&mut child);
+        assert_eq!(status, 3, "{runtime}: {err}");
+        assert!(err.contains("axrelay: "), "{err}");
+    }
+}
+
+#[test]
+fn sigterm_closes_the_stream_and_exits_0_with_either_runtime() {
+    for runtime in ["smol", "blocking"] {
+        let dir = Dir::new();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let conf = dir.write(
+            "a.conf",
+            &config(port, "", "").replace(
+                "keepalive = 60",
+                &format!("keepalive = 60\nruntime = {runtime}"),
+            ),
+        );
+        let mut child = spawn_run(&conf);
+        let mut s = serve_handshake(&listener, "<handshake/>");
+        // Give the relay a moment to come online, then stop it.
+        sleep(Duration::from_millis(300));
+        signal(&child, "TERM");
+        let tail = read_until(&mut s, "</stream:stream>");
+        assert!(tail.contains("</stream:stream>"), "{runtime}: {tail}");
+        let _ = s.write_all(b"</stream:stream>");
+        drop(s);
+        let status = wait_with_deadline(&mut child, Duration::from_secs(10));
+        let err = stderr_of(&mut child);
+        assert_eq!(status, 0, "{runtime}: {err}");
+        // Nothing at the default level names a person.
+        assert!(!err.contains('@'), "{err}");
+    }
+}
+
+#[test]
+fn sigint_stops_a_relay_that_cannot_reach_its_server() {
+    let dir = Dir::new();
+    // Nothing listens here: the relay keeps retrying until stopped.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = dir.write("a.conf", &config(port, "", ""));
+    let mut child = spawn_run(&conf);
+    sleep(Duration::from_millis(500));
+    signal(&child, "INT");
+    let status = wait_with_deadline(&mut child, Duration::from_secs(10));
+    assert_eq!(status, 0, "{}", stderr_of(&mut child));
+}
