@@ -175,6 +175,19 @@ pub fn reconnects_when_pings_go_unanswered(start: Start) {
     stop(running, conn);
 }
 
+pub fn reconnects_after_bad_xml(start: Start) {
+    let (server, running, mut conn) = online(start, Arc::new(MemoryStore::default()));
+    // A processing instruction: rxml cannot carry on after it.
+    conn.send("<?evil?>");
+    let err = conn.expect(SHORT, "a stream error", |n| n.name == "error");
+    assert_eq!(err.ns, server::STREAMS_NS);
+    conn.expect_end(SHORT);
+    let mut conn = server.accept(SHORT);
+    conn.handshake(PASSWORD);
+    whoami(&mut conn, ALICE, "1");
+    stop(running, conn);
+}
+
 pub fn retries_on_conflict(start: Start) {
     init_logging();
     let server = FakeServer::start();
@@ -379,6 +392,7 @@ both_runtimes!(
     relays_both_ways,
     reconnects_after_a_drop,
     reconnects_when_pings_go_unanswered,
+    reconnects_after_bad_xml,
     retries_on_conflict,
     not_authorized_is_fatal,
     stop_closes_the_stream,
