@@ -209,3 +209,47 @@ fn a_proxy_lengthens_the_default_timeouts() {
     assert_eq!(plan.options.connect_timeout, Duration::from_secs(60));
     assert_eq!(plan.config.handshake_timeout, Duration::from_secs(60));
 }
+
+const EXAMPLE: &str = include_str!("../../axrelay.conf.example");
+
+#[test]
+fn the_example_file_loads_and_its_placeholders_are_refused() {
+    let s = settings(EXAMPLE);
+    assert!(s.warnings().is_empty(), "{:?}", s.warnings());
+    s.relay().unwrap();
+    assert!(matches!(s.store().unwrap(), StoreSettings::File { .. }));
+    let weak: Vec<String> = s.weaknesses().iter().map(|e| e.to_string()).collect();
+    assert!(weak.iter().any(|w| w.contains("[hash] secret")), "{weak:?}");
+}
+
+#[test]
+fn every_key_of_the_example_is_known_and_valid() {
+    // Uncomment every `; key = value` line, with real keys for placeholders.
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let text: String = EXAMPLE
+        .lines()
+        .map(|l| {
+            let l = l.replace("<output of axrelay secret>", key);
+            let setting = |rest: &str| {
+                rest.split_once('=').is_some_and(|(k, _)| {
+                    let k = k.trim_end();
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                })
+            };
+            match l.strip_prefix("; ") {
+                Some(rest) if setting(rest) || rest == "[memcache]" => format!("{rest}\n"),
+                _ => format!("{l}\n"),
+            }
+        })
+        .collect();
+    let s = settings(&text);
+    let used: usize = s.doc.sections.values().map(|k| k.len()).sum();
+    let known: usize = KNOWN.iter().map(|(_, keys)| keys.len()).sum();
+    assert_eq!(used, known, "{text}");
+    assert_eq!(s.warnings().len(), 1, "{:?}", s.warnings());
+    let plan = relay_config(&s, [0; 32], false).unwrap();
+    assert!(plan.options.proxy.is_some());
+    assert!(
+        matches!(plan.store, StoreSettings::Memcached { ref servers, .. } if servers.len() == 2)
+    );
+}
