@@ -41,6 +41,17 @@ fn try_run(args: &RunArgs) -> Result<Status, Status> {
         );
     }
     warn_about_store(&plan.store);
+    if args.log_sensitive {
+        log::warn!(
+            "--log-sensitive: debug messages name people, pseudonyms and message bodies{}; \
+             keep such logs private and short-lived",
+            if args.common.debug {
+                ""
+            } else {
+                " (only with -d)"
+            }
+        );
+    }
 
     let store = open_store(&plan.store)?;
     let domain = plan.config.domain.clone();
