@@ -1,0 +1,435 @@
+//! End to end: a real Prosody 0.12 on 127.0.0.1, the `axrelay` binary as its
+//! component, and real XMPP clients (slixmpp). The conversation of SPEC §1 and
+//! what must survive it: no real JID reaches the other side, pseudonyms are
+//! stable, bounces, receipts, chat states, restarts, both runtimes.
+//!
+//! Needs `prosody` and `python3-slixmpp` (installed with apt-get when the
+//! tests run as root and they are missing; otherwise the tests fail and say
+//! what to install).
+
+#[path = "e2e/harness.rs"]
+mod harness;
+#[path = "e2e/json.rs"]
+mod json;
+
+use std::time::Duration;
+
+use harness::{
+    assert_no_trace_of, assert_pseudonym, bare, random_hex, Client, Msg, Prosody, ProsodyOptions,
+    Relay, Store, COMPONENT, RELAY_RESOURCE,
+};
+
+const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+const RECEIPTS: &str = "urn:xmpp:receipts";
+
+/// One Prosody, one relay, two users online (each with a random resource).
+struct Rig {
+    alice: Client,
+    bob: Client,
+    /// Resources each user had before its current session.
+    alice_past: Vec<String>,
+    bob_past: Vec<String>,
+    relay: Relay,
+    prosody: Prosody,
+}
+
+impl Rig {
+    fn start(runtime: &str, opts: ProsodyOptions, store: Store) -> Rig {
+        let prosody = Prosody::start(opts);
+        let relay = Relay::start(&prosody, runtime, store);
+        let alice = Client::login_new(&prosody, &prosody.account("alice"));
+        let bob = Client::login_new(&prosody, &prosody.account("bob"));
+        Rig {
+            alice,
+            bob,
+            alice_past: Vec::new(),
+            bob_past: Vec::new(),
+            relay,
+            prosody,
+        }
+    }
+
+    fn new(runtime: &str) -> Rig {
+        Rig::start(runtime, ProsodyOptions::default(), Store::Memory)
+    }
+
+    /// Alice logs out; `online` → she logs in again with a new resource.
+    fn alice_relogin(&mut self, online: bool) {
+        self.alice.quit();
+        self.alice_past.push(self.alice.resource.clone());
+        if online {
+            self.alice = Client::login_new(&self.prosody, &self.alice.user.clone());
+        }
+    }
+
+    /// Neither user saw anything naming the other (checks the clients that
+    /// are still online).
+    fn check_no_trace(&mut self) {
+        if std::env::var_os("AXRELAY_E2E_SHOW_XML").is_some() {
+            for c in [&mut self.alice, &mut self.bob] {
+                if c.online() {
+                    let raw = c.raw_log();
+                    eprintln!("---- XML received by {} ----\n{raw}\n", c.user);
+                }
+            }
+        }
+        if self.alice.online() {
+            assert_no_trace_of(&self.bob, &self.bob_past, &mut self.alice);
+        }
+        if self.bob.online() {
+            assert_no_trace_of(&self.alice, &self.alice_past, &mut self.bob);
+        }
+    }
+
+    /// The privacy check, then the relay must stop with status 0.
+    fn finish(mut self) {
+        self.check_no_trace();
+        self.relay.stop_cleanly();
+        self.alice.quit();
+        self.bob.quit();
+    }
+}
+
+/// `to` receives exactly one chat message, from `from_pseudonym`/a, with
+/// `body`; returns it.
+fn expect_relayed(to: &mut Client, from_pseudonym: &str, body: &str) -> Msg {
+    let m = to.expect_one(None);
+    assert_eq!(
+        m.error, None,
+        "{} got an error instead of {body:?}: {m:#?}",
+        to.user
+    );
+    assert_eq!(
+        m.from,
+        format!("{from_pseudonym}/{RELAY_RESOURCE}"),
+        "{m:#?}"
+    );
+    assert_eq!(bare(&m.to), to.bare(), "{m:#?}");
+    assert_eq!(m.kind, "chat", "{m:#?}");
+    assert!(
+        m.body.as_deref() == Some(body),
+        "body changed on the way: {m:#?}"
+    );
+    m
+}
+
+/// Generate `#[test] fn smol()` and `#[test] fn blocking()` in a module
+/// named after a scenario function taking the runtime's name.
+macro_rules! both_runtimes {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[test]
+            fn smol() {
+                super::$scenario("smol");
+            }
+            #[test]
+            fn blocking() {
+                super::$scenario("blocking");
+            }
+        }
+    )*};
+}
+
+both_runtimes!(
+    whoami_and_relay_both_ways,
+    pseudonym_stable_across_logins,
+    unknown_pseudonym_is_item_not_found,
+    bounce_when_recipient_offline,
+    offline_storage_delivers_at_next_login,
+    unicode_and_large_bodies_byte_identical,
+    burst_of_50_in_order,
+    chat_state_and_receipt,
+    restart_keeps_mappings,
+);
+
+/// The rig itself, without the relay: two clients talk directly.
+#[test]
+fn rig_direct_chat_without_relay() {
+    let prosody = Prosody::start(ProsodyOptions::default());
+    let mut alice = Client::login_new(&prosody, &prosody.account("alice"));
+    let mut bob = Client::login_new(&prosody, &prosody.account("bob"));
+    let id = bob.send(&alice.bare(), "direct héllo");
+    let m = alice.expect_one(None);
+    assert_eq!(m.body.as_deref(), Some("direct héllo"));
+    assert_eq!(m.id, id);
+    assert_eq!(m.from, format!("{}/{}", bob.bare(), bob.resource));
+    // The privacy check does see a real JID when there is one.
+    assert!(alice.raw_log().contains(&bob.bare()));
+    alice.quit();
+    bob.quit();
+}
+
+/// SPEC §1: both learn their pseudonyms, then talk through them.
+fn whoami_and_relay_both_ways(runtime: &str) {
+    let mut r = Rig::new(runtime);
+    let a = r.alice.whoami();
+    let b = r.bob.whoami();
+    assert_ne!(a, b);
+
+    let sent = r.bob.send(&a, "Hello Alice, this is B'.");
+    let m = expect_relayed(&mut r.alice, &b, "Hello Alice, this is B'.");
+    assert_ne!(m.id, sent, "the relayed message must get a fresh id");
+
+    r.alice.send(&b, "Hello stranger.");
+    expect_relayed(&mut r.bob, &a, "Hello stranger.");
+
+    r.bob.send(&a, "Once more.");
+    expect_relayed(&mut r.alice, &b, "Once more.");
+    r.finish();
+}
+
+/// SPEC §1.5 and §3: identity = bare, so a new resource keeps the
+/// pseudonym, and messages to it reach the new session.
+fn pseudonym_stable_across_logins(runtime: &str) {
+    let mut r = Rig::new(runtime);
+    let first = r.alice.whoami();
+    let b = r.bob.whoami();
+
+    r.alice_relogin(true);
+    assert_eq!(
+        r.alice.whoami(),
+        first,
+        "pseudonym changed with the resource"
+    );
+
+    // Two resources online at once: still one pseudonym.
+    let mut second = Client::login_new(&r.prosody, &r.alice.user);
+    assert_eq!(second.whoami(), first);
+    second.quit();
+    r.alice_past.push(second.resource.clone());
+
+    r.bob.send(&first, "still you?");
+    expect_relayed(&mut r.alice, &b, "still you?");
+    r.finish();
+}
+
+/// SPEC §5: a pseudonym nobody has → item-not-found from that pseudonym.
+fn unknown_pseudonym_is_item_not_found(runtime: &str) {
+    let mut r = Rig::new(runtime);
+    r.bob.whoami();
+    let nobody = format!("{}@{COMPONENT}", base32ish(45));
+    assert_pseudonym(&nobody);
+    r.bob.send(&nobody, "anyone there?");
+    let m = r.bob.expect_one(None);
+    assert_eq!(m.kind, "error", "{m:#?}");
+    assert_eq!(m.sender_bare(), nobody, "{m:#?}");
+    let (_, condition) = m.error.clone().expect("an <error/> child");
+    assert_eq!(condition, "item-not-found", "{m:#?}");
+    r.alice.expect_none(Duration::from_millis(500));
+    r.finish();
+}
+
+/// `n` random lower-case base32 characters.
+fn base32ish(n: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let hex = random_hex(n);
+    hex.as_bytes()
+        .chunks(2)
+        .chain(hex.as_bytes().chunks(2))
+        .take(n)
+        .map(|pair| {
+            let v = u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap();
+            ALPHABET[(v % 32) as usize] as char
+        })
+        .collect()
+}
+
+/// SPEC §5: with mod_offline disabled the recipient's server bounces; the
+/// bounce reaches the sender from the recipient's pseudonym and carries
+/// nothing of the recipient.
+fn bounce_when_recipient_offline(runtime: &str) {
+    let mut r = Rig::start(
+        runtime,
+        ProsodyOptions {
+            offline_storage: false,
+        },
+        Store::Memory,
+    );
+    let a = r.alice.whoami();
+    let b = r.bob.whoami();
+    r.bob.send(&a, "while you are here");
+    expect_relayed(&mut r.alice, &b, "while you are here");
+
+    r.alice_relogin(false);
+    r.bob.send(&a, "are you there?");
+    let m = r.bob.expect_one(None);
+    assert_eq!(m.kind, "error", "expected a bounce, got {m:#?}");
+    assert_eq!(m.sender_bare(), a, "the bounce must come from A': {m:#?}");
+    let (kind, condition) = m.error.clone().expect("an <error/> child");
+    assert!(
+        !condition.is_empty(),
+        "bounce without a defined condition: {m:#?}"
+    );
+    eprintln!("bounce as bob saw it: type={kind} condition={condition}");
+    r.finish();
+}
+
+/// SPEC §8: the relay addresses the bare JID, so the server's offline
+/// storage keeps the message until the next login.
+fn offline_storage_delivers_at_next_login(runtime: &str) {
+    let mut r = Rig::new(runtime);
+    let a = r.alice.whoami();
+    let b = r.bob.whoami();
+    r.alice_relogin(false);
+    r.bob.send(&a, "for when you are back");
+    r.bob.expect_none(Duration::from_secs(1));
+    r.alice = Client::login_new(&r.prosody, &r.alice.user.clone());
+    let m = r.alice.expect_one(None);
+    assert_eq!(m.from, format!("{b}/{RELAY_RESOURCE}"), "{m:#?}");
+    assert_eq!(m.body.as_deref(), Some("for when you are back"));
+    r.alice.send(&b, "I am back");
+    expect_relayed(&mut r.bob, &a, "I am back");
+    r.finish();
+}
+
+/// Bodies arrive byte for byte: any script, XML specials, whitespace, 10 KB.
+fn unicode_and_large_bodies_byte_identical(runtime: &str) {
+    let mut r = Rig::new(runtime);
+    let a = r.alice.whoami();
+    let b = r.bob.whoami();
+    let mut ten_kb = String::new();
+    let pattern = "Grüße, 世界! Привет 👋🏽 مرحبا ";
+    while ten_kb.len() < 10 * 1024 {
+        ten_kb.push_str(pattern);
+    }
+    let bodies = [
+        "Grüße aus Köln — ça va? Ελληνικά, 日本語, עברית, हिन्दी, 🏳️‍🌈👩‍👩‍👧 e\u{301}".to_string(),
+        "<b>not markup</b> & 'quotes' \"double\" ]]> &amp; <![CDATA[x]]>".to_string(),
+        "  leading and trailing spaces  \n second line\n\tindented\n".to_string(),
+        "\u{200f}\u{202e}mixed direction\u{202c} \u{feff}zero\u{200b}width\u{fe0f}".to_string(),
+        ten_kb.clone(),
+    ];
+    for body in &bodies {
+        r.bob.send(&a, body);
+        expect_relayed(&mut r.alice, &b, body);
+    }
+    r.alice.send(&b, &ten_kb);
+    expect_relayed(&mut r.bob, &a, &ten_kb);
+    r.finish();
+}
+
+/// 50 messages sent back to back arrive complete and in order.
+fn burst_of_50_in_order(runtime: &str) {
+    let mut r = Rig::new(runtime);
+    let a = r.alice.whoami();
+    let b = r.bob.whoami();
+    let sent: Vec<String> = (0..50).map(|i| format!("burst message {i:02}")).collect();
+    for body in &sent {
+        r.bob.send(&a, body);
+    }
+    let got = r.alice.wait(50, Duration::from_secs(20), None);
+    let bodies: Vec<String> = got
+        .iter()
+        .map(|m| m.body.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        bodies, sent,
+        "burst lost, duplicated or reordered: {got:#?}"
+    );
+    assert!(got
+        .iter()
+        .all(|m| m.from == format!("{b}/{RELAY_RESOURCE}")));
+    r.finish();
+}
+
+/// A typing notification and a delivery receipt cross the relay; the
+/// receipt comes back carrying the id the sender chose.
+fn chat_state_and_receipt(runtime: &str) {
+    let mut r = Rig::new(runtime);
+    let a = r.alice.whoami();
+    let b = r.bob.whoami();
+
+    // Typing: body-less, only a chat state.
+    r.bob.send_ex(
+        &a,
+        None,
+        Some("typing-1"),
+        &format!("<composing xmlns='{CHATSTATES}'/>"),
+    );
+    let m = r.alice.expect_one(None);
+    assert_eq!(m.from, format!("{b}/{RELAY_RESOURCE}"), "{m:#?}");
+    assert_eq!(m.body, None, "{m:#?}");
+    assert!(
+        m.child(CHATSTATES, "composing").is_some(),
+        "chat state lost: {m:#?}"
+    );
+
+    // A message asking for a receipt.
+    let original = format!("bob-original-{}", random_hex(4));
+    r.bob.send_ex(
+        &a,
+        Some("did you get this?"),
+        Some(&original),
+        &format!("<active xmlns='{CHATSTATES}'/><request xmlns='{RECEIPTS}'/>"),
+    );
+    let m = expect_relayed(&mut r.alice, &b, "did you get this?");
+    assert_ne!(m.id, original, "the relayed message must get a fresh id");
+    assert!(!m.id.is_empty(), "a receipt request needs an id: {m:#?}");
+    assert!(
+        m.child(RECEIPTS, "request").is_some(),
+        "receipt request lost: {m:#?}"
+    );
+    assert!(
+        m.child(CHATSTATES, "active").is_some(),
+        "chat state lost: {m:#?}"
+    );
+
+    // Alice's client acknowledges the id it saw.
+    r.alice.send_ex(
+        &b,
+        None,
+        Some("ack-1"),
+        &format!("<received xmlns='{RECEIPTS}' id='{}'/>", m.id),
+    );
+    let ack = r.bob.expect_one(None);
+    assert_eq!(ack.from, format!("{a}/{RELAY_RESOURCE}"), "{ack:#?}");
+    let received = ack
+        .child(RECEIPTS, "received")
+        .unwrap_or_else(|| panic!("no receipt: {ack:#?}"));
+    assert_eq!(
+        received.attr("id"),
+        Some(original.as_str()),
+        "receipt id not translated back: {ack:#?}"
+    );
+    r.finish();
+}
+
+/// With the file store, a pseudonym learnt before a restart still works
+/// after it (SPEC §1.5), in both directions.
+fn restart_keeps_mappings(runtime: &str) {
+    // One runtime with the store encrypted, the other in clear.
+    let store = if runtime == "smol" {
+        Store::File
+    } else {
+        Store::EncryptedFile
+    };
+    let mut r = Rig::start(runtime, ProsodyOptions::default(), store);
+    let a = r.alice.whoami();
+    let b = r.bob.whoami();
+    r.bob.send(&a, "before the restart");
+    expect_relayed(&mut r.alice, &b, "before the restart");
+
+    r.relay.restart(&r.prosody);
+
+    r.bob.send(&a, "after the restart");
+    expect_relayed(&mut r.alice, &b, "after the restart");
+    r.alice.send(&b, "got it");
+    expect_relayed(&mut r.bob, &a, "got it");
+
+    let db = std::fs::read(r.relay.store_path()).expect("the store file exists");
+    let contains = |needle: &str| db.windows(needle.len()).any(|w| w == needle.as_bytes());
+    if store == Store::EncryptedFile {
+        for secret in [&r.alice.user, &r.bob.user, &a, &b] {
+            assert!(
+                !contains(secret),
+                "the encrypted store file contains {secret:?}"
+            );
+        }
+    } else {
+        assert!(
+            contains(&r.alice.user),
+            "the store file should hold alice's mapping in clear"
+        );
+    }
+    r.finish();
+}
