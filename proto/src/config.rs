@@ -60,7 +60,9 @@ pub struct Config {
     pub store_timeout: Duration,
     /// How long a graceful stop waits (for pending work, then the server's close).
     pub close_timeout: Duration,
-    /// Where keepalive pings go; default: the component domain's parent.
+    /// Where keepalive pings go; default: the component's own domain, which
+    /// the server routes back to the relay (a round trip through the server
+    /// that depends on no other host).
     pub server_domain: Option<String>,
     /// Parsing limits.
     pub limits: Limits,
@@ -174,16 +176,11 @@ impl Config {
         Ok(())
     }
 
-    /// The keepalive ping target: `server_domain`, else the parent domain of
-    /// the component (`axr.example.org` → `example.org`), else the component.
+    /// The keepalive ping target: `server_domain`, else the component's own
+    /// domain. Guessing the server from the component's name fails for
+    /// names like `RELAY.b32.i2p`, whose "parent" is no server at all.
     pub fn ping_target(&self) -> &str {
-        if let Some(s) = &self.server_domain {
-            return s;
-        }
-        match self.domain.split_once('.') {
-            Some((_, parent)) if parent.contains('.') || parent == "localhost" => parent,
-            _ => &self.domain,
-        }
+        self.server_domain.as_deref().unwrap_or(&self.domain)
     }
 }
 
@@ -202,7 +199,7 @@ mod tests {
     fn defaults_validate_and_bad_values_do_not() {
         let c = Config::new("axr.example.org", "pw", b"secret");
         assert_eq!(c.validate(), Ok(()));
-        assert_eq!(c.ping_target(), "example.org");
+        assert_eq!(c.ping_target(), "axr.example.org");
         let mut d = c.clone();
         d.domain = "user@axr.example.org".into();
         assert!(matches!(d.validate(), Err(ConfigError::BadDomain(_))));
@@ -220,11 +217,9 @@ mod tests {
     #[test]
     fn ping_target_defaults() {
         assert_eq!(
-            Config::new("axr.localhost", "", b"s").ping_target(),
-            "localhost"
+            Config::new("r.b32.i2p", "", b"s").ping_target(),
+            "r.b32.i2p"
         );
-        assert_eq!(Config::new("relay", "", b"s").ping_target(), "relay");
-        assert_eq!(Config::new("axr.io", "", b"s").ping_target(), "axr.io");
         let mut c = Config::new("axr.io", "", b"s");
         c.server_domain = Some("server.io".into());
         assert_eq!(c.ping_target(), "server.io");

@@ -42,6 +42,7 @@ pub fn relay_config(
     config.encrypt = store.encrypt();
     config.ttl = store.ttl();
     config.keepalive = relay.keepalive;
+    config.server_domain = relay.server_domain.clone();
     config.limits = limits;
     config.id_key = id_key;
     config.log_sensitive = log_sensitive;

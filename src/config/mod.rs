@@ -36,6 +36,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "proxy",
             "connect_timeout",
             "handshake_timeout",
+            "server_domain",
         ],
     ),
     ("hash", &["secret", "domain", "identity", "resource"]),
@@ -161,6 +162,8 @@ pub struct RelaySettings {
     pub connect_timeout: Option<Duration>,
     /// Stream header and handshake timeout, if set.
     pub handshake_timeout: Option<Duration>,
+    /// Where keepalive pings go, if not to the component's own domain.
+    pub server_domain: Option<String>,
 }
 
 /// `[hash]`: how pseudonyms are made.
@@ -437,6 +440,7 @@ impl Settings {
             proxy: self.parse_opt("relay", "proxy", value::proxy)?,
             connect_timeout: self.parse_opt("relay", "connect_timeout", value::seconds)?,
             handshake_timeout: self.parse_opt("relay", "handshake_timeout", value::seconds)?,
+            server_domain: self.parse_opt("relay", "server_domain", value::domain)?,
         })
     }
 

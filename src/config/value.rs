@@ -68,19 +68,12 @@ pub fn choice<'a>(s: &str, choices: &[&'a str]) -> Result<&'a str, String> {
         .ok_or_else(|| format!("expected {}, got '{s}'", choices.join(" or ")))
 }
 
-/// `socks5://[user:pass@]host:port`; the runtime does the rest.
+/// `socks5://[user:pass@]host[:port]`, checked by the parser the runtimes
+/// use, so a URL that passes here is one they can dial.
 pub fn proxy(s: &str) -> Result<String, String> {
-    let bad = || "expected socks5://host:port or socks5://user:password@host:port".to_owned();
-    let rest = s
-        .strip_prefix("socks5://")
-        .or_else(|| s.strip_prefix("socks5h://"))
-        .ok_or_else(bad)?;
-    let host_port = rest.rsplit_once('@').map_or(rest, |(_, hp)| hp);
-    let (host, port_text) = host_port.rsplit_once(':').ok_or_else(bad)?;
-    if host.is_empty() || port(port_text).is_err() {
-        return Err(bad());
-    }
-    Ok(s.to_owned())
+    axrelay_runtime_blocking::socks5::Proxy::parse(s)
+        .map(|_| s.trim().to_owned())
+        .map_err(|e| format!("'{s}': {e}"))
 }
 
 /// memcached servers: `host`, `host:port` or `[v6]:port`, comma-separated,
@@ -177,6 +170,7 @@ mod tests {
         assert!(proxy("socks5://127.0.0.1:9050").is_ok());
         assert!(proxy("socks5://u:p@proxy.example:1080").is_ok());
         assert!(proxy("http://127.0.0.1:8080").is_err());
-        assert!(proxy("socks5://127.0.0.1").is_err());
+        assert!(proxy("socks5://:p@host:1").is_err());
+        assert!(proxy("socks5://host:0").is_err());
     }
 }

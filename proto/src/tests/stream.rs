@@ -90,8 +90,7 @@ fn keepalive_pings_after_silence_and_detects_a_dead_peer() {
     assert!(h.run_to_deadline());
     let ping = h.one();
     assert_eq!(ping.name(), "iq");
-    // "axr.example" has no parent server domain: the relay pings itself
-    // through the server.
+    // By default the relay pings itself through the server.
     assert_eq!(ping.attr("to"), Some(DOMAIN));
     assert_eq!(ping.attr("from"), Some(DOMAIN));
     assert!(ping.elements().any(|c| c.is("urn:xmpp:ping", "ping")));
