@@ -266,10 +266,12 @@ async def demo(args):
     relay = args.relay
     users = [u.split(":", 1) for u in args.user]
     (a_name, a_pw), (b_name, b_pw) = users[0], users[1]
-    alice = Client("%s@localhost/demo" % a_name, a_pw, args.port)
-    bob = Client("%s@localhost/demo" % b_name, b_pw, args.port)
+    alice = Client("%s@localhost/phone" % a_name, a_pw, args.port)
+    bob = Client("%s@localhost/laptop" % b_name, b_pw, args.port)
     t = args.timeout
     await asyncio.gather(alice.login(t), bob.login(t))
+    print("%s and %s are logged in; each will see only the other's "
+          "pseudonym.\n" % (alice.boundjid, bob.boundjid))
 
     seen = {a_name: [], b_name: []}
 
@@ -316,7 +318,8 @@ async def demo(args):
         print("What %s's client saw:" % name)
         print("\n".join(seen[name]))
         raw = c.raw.decode("utf-8", "replace")
-        leaked = ["%s@localhost" % other_name, other_name + "@"]
+        leaked = [other.boundjid.bare, other_name + "@",
+                  "/" + other.boundjid.resource]
         if any(s in raw for s in leaked):
             print("  !! %s's real address appears in what %s received"
                   % (other_name, name))
