@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use harness::{
     assert_no_trace_of, assert_pseudonym, bare, random_hex, Client, Msg, Prosody, ProsodyOptions,
-    Relay, Store, COMPONENT, RELAY_RESOURCE,
+    Relay, Store, COMPONENT, RELAY_RESOURCE, WAIT,
 };
 
 const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
@@ -139,6 +139,7 @@ both_runtimes!(
     unicode_and_large_bodies_byte_identical,
     burst_of_50_in_order,
     chat_state_and_receipt,
+    iq_and_presence_stay_with_the_relay,
     restart_keeps_mappings,
 );
 
@@ -259,6 +260,18 @@ fn bounce_when_recipient_offline(runtime: &str) {
     assert!(
         !condition.is_empty(),
         "bounce without a defined condition: {m:#?}"
+    );
+    // Rebuilt from type and condition only: no echoed payload, no <text/>.
+    assert_eq!(m.body, None, "the bounce echoes the body: {m:#?}");
+    assert_eq!(
+        m.children.len(),
+        1,
+        "the bounce carries more than <error/>: {m:#?}"
+    );
+    assert_eq!(
+        m.children[0].children.len(),
+        1,
+        "more than a condition in <error/>: {m:#?}"
     );
     eprintln!("bounce as bob saw it: type={kind} condition={condition}");
     r.finish();
@@ -391,6 +404,97 @@ fn chat_state_and_receipt(runtime: &str) {
         Some(original.as_str()),
         "receipt id not translated back: {ack:#?}"
     );
+    r.finish();
+}
+
+/// SPEC §5: IQs to a pseudonym are answered by the relay, never forwarded;
+/// presence is synthesised, never relayed; the relay's own JID answers
+/// disco and ping but gives away no software version.
+fn iq_and_presence_stay_with_the_relay(runtime: &str) {
+    let mut r = Rig::new(runtime);
+    let a = r.alice.whoami();
+    r.bob.whoami();
+    let full_a = format!("{a}/{RELAY_RESOURCE}");
+
+    let queries = [
+        ("query", "jabber:iq:version"),
+        ("time", "urn:xmpp:time"),
+        ("ping", "urn:xmpp:ping"),
+        ("query", "http://jabber.org/protocol/disco#info"),
+        ("vCard", "vcard-temp"),
+    ];
+    for (tag, ns) in queries {
+        for to in [a.as_str(), full_a.as_str()] {
+            let id = format!("q-{}", random_hex(3));
+            r.bob.raw(&format!(
+                "<iq type='get' id='{id}' to='{to}'><{tag} xmlns='{ns}'/></iq>"
+            ));
+            let iq = r.bob.iq_answer(&id);
+            assert_eq!(iq.id, id, "{iq:#?}");
+            assert_eq!(iq.sender_bare(), a, "{iq:#?}");
+            assert_eq!(
+                iq.kind, "error",
+                "{ns} IQ to {to} must not be answered: {iq:#?}"
+            );
+            let (_, condition) = iq.error.clone().expect("an <error/> child");
+            assert_eq!(condition, "service-unavailable", "{iq:#?}");
+        }
+    }
+
+    // The relay's own JID.
+    let id = format!("disco-{}", random_hex(3));
+    r.bob.raw(&format!(
+        "<iq type='get' id='{id}' to='{COMPONENT}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    ));
+    let iq = r.bob.iq_answer(&id);
+    assert_eq!(iq.kind, "result", "{iq:#?}");
+    let identity = iq
+        .children
+        .first()
+        .and_then(|q| q.children.iter().find(|c| c.tag == "identity"))
+        .unwrap_or_else(|| panic!("no identity: {iq:#?}"));
+    assert_eq!(identity.attr("category"), Some("component"), "{iq:#?}");
+    for (tag, ns, want) in [
+        ("ping", "urn:xmpp:ping", "result"),
+        ("query", "jabber:iq:version", "error"),
+    ] {
+        let id = format!("q-{}", random_hex(3));
+        r.bob.raw(&format!(
+            "<iq type='get' id='{id}' to='{COMPONENT}'><{tag} xmlns='{ns}'/></iq>"
+        ));
+        let iq = r.bob.iq_answer(&id);
+        assert_eq!(
+            (iq.id.as_str(), iq.kind.as_str()),
+            (id.as_str(), want),
+            "{ns}: {iq:#?}"
+        );
+    }
+
+    // Presence: a subscription is answered by the pseudonym; bob's own
+    // presence (with a status) never reaches alice.
+    r.bob.raw(&format!("<presence to='{a}' type='subscribe'/>"));
+    let got = r.bob.wait_kind("presence", 1, WAIT, Some(&a));
+    let p = got
+        .first()
+        .unwrap_or_else(|| panic!("no answer to a subscription"));
+    assert_eq!(p.kind, "subscribed", "{p:#?}");
+    let status = format!("status-{}", random_hex(4));
+    r.bob.raw(&format!(
+        "<presence to='{full_a}'><show>dnd</show><status>{status}</status></presence>"
+    ));
+
+    // Alice saw none of it.
+    r.alice.expect_none(Duration::from_millis(500));
+    let raw = r.alice.raw_log();
+    for leak in [
+        status.as_str(),
+        "jabber:iq:version",
+        "urn:xmpp:time",
+        "vcard-temp",
+        "type='subscribe'",
+    ] {
+        assert!(!raw.contains(leak), "alice received {leak:?}");
+    }
     r.finish();
 }
 

@@ -18,7 +18,10 @@ Two modes:
         {"cmd": "raw", "xml": "<message .../>"}
         {"cmd": "wait", "count": N, "timeout": T, "from": BARE}
             returns the next N received messages (fewer if T expires),
-            optionally only those from BARE, and removes them from the queue
+            optionally only those from BARE (and with "id": I, that id),
+            and removes them from the queue
+        {"cmd": "wait", "kind": "presence" | "iq", ...}
+            the same for presence stanzas, or IQ results and errors
         {"cmd": "whoami", "to": RELAY, "timeout": T}
         {"cmd": "raw_log"}   everything received on the socket so far
         {"cmd": "quit"}
@@ -39,6 +42,7 @@ try:
     import slixmpp
     from slixmpp.xmlstream.handler import Callback
     from slixmpp.xmlstream.matcher import MatchXPath
+    from slixmpp.xmlstream.matcher.base import MatcherBase
 except ImportError:  # pragma: no cover - reported to the caller
     print(json.dumps({"event": "error",
                       "error": "python3-slixmpp is not installed "
@@ -68,8 +72,17 @@ def element_to_dict(el):
     }
 
 
-def message_to_dict(msg):
-    xml = msg.xml
+class MatchIqAnswer(MatcherBase):
+    """IQ results and errors only: get and set stay with slixmpp, which
+    answers what nobody handles."""
+
+    def match(self, xml):
+        return (xml.xml.tag == "{%s}iq" % CLIENT_NS
+                and xml.xml.get("type") in ("result", "error"))
+
+
+def stanza_to_dict(stanza):
+    xml = stanza.xml
     out = {
         "from": xml.get("from", ""),
         "to": xml.get("to", ""),
@@ -102,14 +115,18 @@ class Client(slixmpp.ClientXMPP):
         super().__init__(jid, password)
         self.c2s_port = port
         self.raw = bytearray()
-        self.inbox = []
+        self.inboxes = {"message": [], "presence": [], "iq": []}
         self.inbox_changed = asyncio.Event()
         self.ready = asyncio.get_event_loop().create_future()
         # Loopback without TLS: allow PLAIN as well as SCRAM.
         self["feature_mechanisms"].unencrypted_plain = True
-        self.register_handler(Callback(
-            "all messages", MatchXPath("{%s}message" % CLIENT_NS),
-            self._on_message))
+        for kind, matcher in (
+                ("message", MatchXPath("{%s}message" % CLIENT_NS)),
+                ("presence", MatchXPath("{%s}presence" % CLIENT_NS)),
+                ("iq", MatchIqAnswer(None))):
+            self.register_handler(Callback(
+                "all " + kind, matcher,
+                lambda st, kind=kind: self._on_stanza(kind, st)))
         self.add_event_handler("session_start", self._on_session_start)
         self.add_event_handler("failed_all_auth", self._on_failure)
         self.add_event_handler("connection_failed", self._on_failure)
@@ -123,14 +140,19 @@ class Client(slixmpp.ClientXMPP):
         self.raw.extend(data)
         super().data_received(data)
 
-    def _on_message(self, msg):
-        self.inbox.append(message_to_dict(msg))
+    def _on_stanza(self, kind, stanza):
+        self.inboxes[kind].append(stanza_to_dict(stanza))
         self.inbox_changed.set()
 
     async def _on_session_start(self, _event):
         try:
             await self.get_roster(timeout=10)
             self.send_presence()
+            # Only what arrives after login counts (bind, roster results
+            # and the echo of the own presence do not).
+            await asyncio.sleep(0.1)
+            for kind in ("presence", "iq"):
+                self.inboxes[kind].clear()
             if not self.ready.done():
                 self.ready.set_result(True)
         except Exception as exc:  # noqa: BLE001 - reported to the caller
@@ -169,13 +191,16 @@ class Client(slixmpp.ClientXMPP):
         msg.send()
         return msg["id"]
 
-    async def wait_messages(self, count, timeout, from_bare=None):
+    async def wait_messages(self, count, timeout, from_bare=None,
+                            kind="message", stanza_id=None):
         loop = asyncio.get_event_loop()
         deadline = loop.time() + timeout
+        inbox = self.inboxes[kind]
 
         def matching():
-            return [m for m in self.inbox
-                    if from_bare is None or bare(m["from"]) == from_bare]
+            return [m for m in inbox
+                    if (from_bare is None or bare(m["from"]) == from_bare)
+                    and (stanza_id is None or m["id"] == stanza_id)]
 
         while len(matching()) < count:
             left = deadline - loop.time()
@@ -188,7 +213,7 @@ class Client(slixmpp.ClientXMPP):
                 break
         got = matching()[:count]
         for m in got:
-            self.inbox.remove(m)
+            inbox.remove(m)
         return got, len(got) < count
 
 
@@ -235,7 +260,8 @@ async def serve(args):
                 await emit({"ok": True})
             elif name == "wait":
                 got, timed_out = await client.wait_messages(
-                    int(cmd.get("count", 1)), timeout, cmd.get("from"))
+                    int(cmd.get("count", 1)), timeout, cmd.get("from"),
+                    cmd.get("kind", "message"), cmd.get("id"))
                 await emit({"ok": True, "messages": got,
                             "timed_out": timed_out})
             elif name == "whoami":

@@ -671,7 +671,7 @@ impl Elem {
     }
 }
 
-/// A message a client received.
+/// A stanza a client received (message, presence, or IQ answer).
 #[derive(Clone, Debug)]
 pub struct Msg {
     pub from: String,
@@ -900,8 +900,21 @@ impl Client {
     /// Up to `n` messages (optionally only from the bare JID `from`)
     /// arriving within `limit`.
     pub fn wait(&mut self, n: usize, limit: Duration, from: Option<&str>) -> Vec<Msg> {
+        self.wait_kind("message", n, limit, from)
+    }
+
+    /// Like [`Client::wait`] for `kind` "message", "presence", or "iq"
+    /// (results and errors).
+    pub fn wait_kind(
+        &mut self,
+        kind: &str,
+        n: usize,
+        limit: Duration,
+        from: Option<&str>,
+    ) -> Vec<Msg> {
         let mut m = vec![
             ("cmd", quote("wait")),
+            ("kind", quote(kind)),
             ("count", n.to_string()),
             ("timeout", format!("{:.3}", limit.as_secs_f64())),
         ];
@@ -915,6 +928,21 @@ impl Client {
             .iter()
             .map(Msg::from_json)
             .collect()
+    }
+
+    /// The IQ result or error with `id`, within [`WAIT`].
+    pub fn iq_answer(&mut self, id: &str) -> Msg {
+        let m = object(&[
+            ("cmd", quote("wait")),
+            ("kind", quote("iq")),
+            ("id", quote(id)),
+            ("timeout", WAIT.as_secs().to_string()),
+        ]);
+        let answer = self.cmd(m, WAIT);
+        match answer.get("messages").arr().first() {
+            Some(iq) => Msg::from_json(iq),
+            None => panic!("{}: no answer to IQ {id} within {WAIT:?}", self.user),
+        }
     }
 
     /// Exactly `n` messages within [`WAIT`]; panics with what arrived if not.
