@@ -128,6 +128,18 @@ pub fn python() -> String {
     }
 }
 
+/// `program`, made to receive SIGTERM when the test thread that starts it
+/// ends (or the test process dies): nothing outlives a killed test run.
+fn command_guarded(program: &str) -> Command {
+    if on_path("setpriv") {
+        let mut c = Command::new("setpriv");
+        c.args(["--pdeathsig", "TERM", program]);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
 /// Run a command to completion within `limit`, or kill it.
 fn run_bounded(cmd: &mut Command, limit: Duration) -> Result<(ExitStatus, String), String> {
     let mut child = cmd
@@ -361,15 +373,11 @@ impl Prosody {
         let out = fs::File::create(dir.path().join("prosody.out")).map_err(|e| e.to_string())?;
         let mut cmd = if root {
             let mut c = Command::new("setpriv");
-            c.args([
-                "--reuid=prosody",
-                "--regid=prosody",
-                "--init-groups",
-                "prosody",
-            ]);
+            c.args(["--pdeathsig", "TERM", "--reuid=prosody", "--regid=prosody"]);
+            c.args(["--init-groups", "prosody"]);
             c
         } else {
-            Command::new("prosody")
+            command_guarded("prosody")
         };
         let child = cmd
             .arg("--config")
@@ -552,7 +560,7 @@ impl Relay {
             .append(true)
             .open(&self.log)
             .expect("relay log");
-        let child = Command::new(env!("CARGO_BIN_EXE_axrelay"))
+        let child = command_guarded(env!("CARGO_BIN_EXE_axrelay"))
             .arg("run")
             .arg("-c")
             .arg(&self.config)
@@ -758,7 +766,7 @@ impl Client {
     /// Log `user` in with `resource`; panics if that fails within 20 s.
     pub fn login(prosody: &Prosody, user: &str, resource: &str) -> Client {
         let jid = format!("{user}@{HOST}/{resource}");
-        let mut child = Command::new(python())
+        let mut child = command_guarded(&python())
             .arg(repo().join("tests/e2e/client.py"))
             .args(["serve", "--jid", &jid, "--password", &password_of(user)])
             .args(["--port", &prosody.c2s_port.to_string(), "--timeout", "15"])
