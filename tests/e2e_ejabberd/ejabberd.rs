@@ -1,0 +1,318 @@
+//! A real ejabberd (Debian's package) in the foreground, private to one test.
+//!
+//! Debian's `ejabberdctl` takes the configuration, spool and log directories
+//! on its command line and sources a per-node `--ctl-config` file; there the
+//! test sets a unique node name and cookie, and `ERL_DIST_PORT`, which makes
+//! the node listen for `ejabberdctl` on one fixed loopback port instead of
+//! registering with epmd: no epmd is started, and neither the system's
+//! ejabberd nor parallel tests are touched. As root, `ejabberdctl` runs the
+//! node as the `ejabberd` user, which therefore owns the temp dir.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::harness::{free_port, password_of, random_hex, COMPONENT, HOST};
+use crate::procs::{
+    is_root, prerequisites, read_lossy, run_bounded, signal, tail, wait_bounded, wait_until,
+    EJABBERDCTL,
+};
+
+const BALANCING_BEGIN: &str = "# --- begin: several relay instances ---";
+const BALANCING_END: &str = "# --- end: several relay instances ---";
+/// Every Erlang VM started through the control file halts after 15
+/// minutes: a node left behind by a test process that was killed ends
+/// itself. (No spaces: ejabberdctl splits ERL_OPTIONS on them.)
+const SAFETY_NET: &str = "timer:apply_after(900000,erlang,halt,[])";
+const COMPONENT_ACCEPTED: &str = "Accepted external component handshake authentication for";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Fill in scripts/ejabberd.yml.in. `instances` > 1 keeps the
+/// `domain_balancing` block with that `component_number`; 1 removes it.
+pub fn render_config(
+    c2s_port: u16,
+    component_port: u16,
+    secret: &str,
+    instances: usize,
+    log_level: &str,
+) -> String {
+    let template = fs::read_to_string(repo().join("scripts/ejabberd.yml.in"))
+        .expect("read scripts/ejabberd.yml.in");
+    let begin = template
+        .find(BALANCING_BEGIN)
+        .expect("the template marks its domain_balancing block");
+    let end = template[begin..]
+        .find(BALANCING_END)
+        .map(|e| begin + e + BALANCING_END.len())
+        .expect("the domain_balancing block is closed");
+    let template = if instances > 1 {
+        template
+    } else {
+        format!("{}{}", &template[..begin], &template[end..])
+    };
+    let text = template
+        .replace("@C2S_PORT@", &c2s_port.to_string())
+        .replace("@COMPONENT_PORT@", &component_port.to_string())
+        .replace("@COMPONENT@", COMPONENT)
+        .replace("@COMPONENT_SECRET@", secret)
+        .replace("@INSTANCES@", &instances.to_string())
+        .replace("@LOG_LEVEL@", log_level);
+    // Placeholders in the header comment are described, not filled.
+    let body = text.lines().filter(|l| !l.trim_start().starts_with('#'));
+    let left: Vec<&str> = body
+        .flat_map(|l| l.split('@').skip(1).step_by(2))
+        .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "placeholders left in the ejabberd template: {left:?}"
+    );
+    text
+}
+
+/// An ejabberd node serving `localhost` and the component domain.
+pub struct Ejabberd {
+    pub c2s_port: u16,
+    pub component_port: u16,
+    pub component_secret: String,
+    pub node: String,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl Ejabberd {
+    /// Start with `instances` component connections allowed for the relay
+    /// domain (1: no `domain_balancing`).
+    pub fn start(instances: usize) -> Ejabberd {
+        prerequisites();
+        assert!(
+            is_root(),
+            "the ejabberd end-to-end tests must run as root: Debian's ejabberdctl \
+             runs the node as the ejabberd user and only root may switch to it"
+        );
+        let mut last = String::new();
+        // A port taken by another process between choosing and binding: retry.
+        for _ in 0..3 {
+            match Ejabberd::try_start(instances) {
+                Ok(e) => return e,
+                Err(e) => last = e,
+            }
+        }
+        panic!("ejabberd did not start: {last}");
+    }
+
+    fn try_start(instances: usize) -> Result<Ejabberd, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("axrelay-e2e-ejabberd-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let c2s_port = free_port();
+        let component_port = free_port();
+        let dist_port = free_port();
+        let component_secret = random_hex(16);
+        let node = format!("axrelay-e2e-{}@localhost", random_hex(6));
+        fs::create_dir_all(dir.path().join("spool")).map_err(|e| e.to_string())?;
+        fs::create_dir_all(dir.path().join("logs")).map_err(|e| e.to_string())?;
+        fs::write(
+            dir.path().join("ejabberd.yml"),
+            render_config(
+                c2s_port,
+                component_port,
+                &component_secret,
+                instances,
+                "info",
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        // Sourced by ejabberdctl (bash) for the node and for every command.
+        fs::write(
+            dir.path().join("ejabberdctl.cfg"),
+            format!(
+                "ERLANG_NODE={node}\n\
+                 ERL_DIST_PORT={dist_port}\n\
+                 INET_DIST_INTERFACE=127.0.0.1\n\
+                 ERL_OPTIONS=\"-setcookie {} -eval {}\"\n\
+                 EJABBERD_BYPASS_WARNINGS=true\n",
+                random_hex(16),
+                SAFETY_NET,
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let (s, out) = run_bounded(
+            Command::new("chown")
+                .args(["-R", "ejabberd:ejabberd"])
+                .arg(dir.path()),
+            Duration::from_secs(10),
+        )?;
+        if !s.success() {
+            return Err(format!("chown ejabberd: {out}"));
+        }
+        let out_file =
+            fs::File::create(dir.path().join("ejabberd.out")).map_err(|e| e.to_string())?;
+        let child = Ejabberd::ctl_command(dir.path())
+            .arg("foreground")
+            .env("EJABBERD_PID_PATH", dir.path().join("ejabberd.pid"))
+            .stdin(Stdio::null())
+            .stdout(out_file.try_clone().map_err(|e| e.to_string())?)
+            .stderr(out_file)
+            .spawn()
+            .map_err(|e| format!("start ejabberd: {e}"))?;
+        let mut e = Ejabberd {
+            c2s_port,
+            component_port,
+            component_secret,
+            node,
+            dir,
+            child: Some(child),
+        };
+        let want = [
+            format!("Start accepting TCP connections at 127.0.0.1:{c2s_port} for ejabberd_c2s"),
+            format!(
+                "Start accepting TCP connections at 127.0.0.1:{component_port} for ejabberd_service"
+            ),
+        ];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = e.log();
+            if log.contains("eaddrinuse") {
+                return Err(format!("port in use:\n{}", tail(&e.log_path(), 20)));
+            }
+            if want.iter().all(|w| log.contains(w.as_str())) {
+                return Ok(e);
+            }
+            if let Ok(Some(s)) = e.child.as_mut().unwrap().try_wait() {
+                return Err(format!(
+                    "ejabberd exited ({s}):\n{}\n{}",
+                    tail(&e.dir.path().join("ejabberd.out"), 40),
+                    tail(&e.log_path(), 40)
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "not listening after 60 s:\n{}\n{}",
+                    tail(&e.dir.path().join("ejabberd.out"), 40),
+                    tail(&e.log_path(), 40)
+                ));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `ejabberdctl` with this node's directories and control file.
+    fn ctl_command(dir: &Path) -> Command {
+        let mut cmd = Command::new(EJABBERDCTL);
+        cmd.arg("--config")
+            .arg(dir.join("ejabberd.yml"))
+            .arg("--ctl-config")
+            .arg(dir.join("ejabberdctl.cfg"))
+            .arg("--spool")
+            .arg(dir.join("spool"))
+            .arg("--logs")
+            .arg(dir.join("logs"))
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1");
+        cmd
+    }
+
+    /// Run one `ejabberdctl` command against this node; its output.
+    pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
+        let (s, out) = run_bounded(
+            Ejabberd::ctl_command(self.dir.path()).args(args),
+            Duration::from_secs(60),
+        )?;
+        if s.success() {
+            Ok(out)
+        } else {
+            Err(format!("ejabberdctl {args:?}: {s}\n{out}"))
+        }
+    }
+
+    /// `ejabberdctl register USER localhost PASSWORD`.
+    pub fn register(&self, user: &str) {
+        self.ctl(&["register", user, HOST, &password_of(user)])
+            .unwrap_or_else(|e| panic!("{e}\n{}", tail(&self.log_path(), 20)));
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("logs").join("ejabberd.log")
+    }
+
+    pub fn log(&self) -> String {
+        read_lossy(&self.log_path())
+    }
+
+    /// How often a component has completed the handshake.
+    pub fn component_logins(&self) -> usize {
+        self.log().matches(COMPONENT_ACCEPTED).count()
+    }
+
+    /// Wait until `n` component handshakes in all have been accepted.
+    pub fn wait_component_logins(&self, n: usize, relays: &mut [&mut crate::procs::Relay]) {
+        let ok = wait_until(Duration::from_secs(30), || {
+            for r in relays.iter_mut() {
+                r.check_running();
+            }
+            self.component_logins() >= n
+        });
+        assert!(
+            ok,
+            "ejabberd accepted {} component handshake(s) within 30 s, expected {n}:\n{}",
+            self.component_logins(),
+            tail(&self.log_path(), 30)
+        );
+    }
+
+    /// `ejabberdctl stop`, then wait for the node to exit; kill it if it
+    /// does not within 30 s.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        if let Err(e) = self.ctl(&["stop"]) {
+            eprintln!("ejabberdctl stop: {e}");
+        }
+        if wait_bounded(&mut child, Duration::from_secs(30)).is_none() {
+            eprintln!("ejabberd did not stop within 30 s; killing it");
+            self.kill_node();
+        }
+    }
+
+    /// SIGKILL the node's Erlang VM (it runs as another user, in another
+    /// session, so killing the `ejabberdctl` process would leave it).
+    fn kill_node(&self) {
+        let pid_file = self.dir.path().join("ejabberd.pid");
+        if let Ok(pid) = fs::read_to_string(pid_file) {
+            if let Ok(pid) = pid.trim().parse::<u32>() {
+                signal(pid, "KILL");
+            }
+        }
+    }
+}
+
+impl Drop for Ejabberd {
+    fn drop(&mut self) {
+        let panicking = thread::panicking();
+        self.stop();
+        if panicking {
+            eprintln!(
+                "---- ejabberd log (last 120 lines) ----\n{}\n---- end of ejabberd log ----",
+                tail(&self.log_path(), 120)
+            );
+        }
+    }
+}
