@@ -140,6 +140,8 @@ both_runtimes!(
     burst_of_50_in_order,
     chat_state_and_receipt,
     iq_and_presence_stay_with_the_relay,
+    every_device_gets_relayed_messages,
+    hot_standby_takes_over,
     restart_keeps_mappings,
 );
 
@@ -495,6 +497,53 @@ fn iq_and_presence_stay_with_the_relay(runtime: &str) {
     ] {
         assert!(!raw.contains(leak), "alice received {leak:?}");
     }
+    r.finish();
+}
+
+/// SPEC §8: one account on two devices gets relayed messages on each (the
+/// relay addresses the bare JID; the server routes).
+fn every_device_gets_relayed_messages(runtime: &str) {
+    let mut r = Rig::new(runtime);
+    let a = r.alice.whoami();
+    let b = r.bob.whoami();
+    let mut phone = Client::login_new(&r.prosody, &r.alice.user);
+    r.bob.send(&a, "to all of your devices");
+    expect_relayed(&mut r.alice, &b, "to all of your devices");
+    expect_relayed(&mut phone, &b, "to all of your devices");
+    assert_no_trace_of(&r.bob, &[], &mut phone);
+    phone.quit();
+    r.alice_past.push(phone.resource.clone());
+    r.finish();
+}
+
+/// SPEC §8: Prosody allows one connection per component. A second instance
+/// is refused with `conflict`, keeps retrying, and takes over when the
+/// first stops; with the same secret it gives the same pseudonyms.
+fn hot_standby_takes_over(runtime: &str) {
+    let mut r = Rig::new(runtime);
+    let a = r.alice.whoami();
+    let b = r.bob.whoami();
+    let mut standby = r.relay.standby(&r.prosody);
+    assert!(standby.running(), "the standby gave up after `conflict`");
+    // The first instance still serves.
+    r.bob.send(&a, "first instance");
+    expect_relayed(&mut r.alice, &b, "first instance");
+
+    let before = r.prosody.component_logins();
+    r.relay.stop_cleanly();
+    let stopped = std::time::Instant::now();
+    standby.wait_connected(&r.prosody, before, Duration::from_secs(75));
+    eprintln!(
+        "standby took over {:?} after the first instance stopped",
+        stopped.elapsed()
+    );
+    r.relay = standby;
+
+    // Memory store: the standby learns mappings afresh, same pseudonyms.
+    assert_eq!(r.alice.whoami(), a);
+    assert_eq!(r.bob.whoami(), b);
+    r.bob.send(&a, "second instance");
+    expect_relayed(&mut r.alice, &b, "second instance");
     r.finish();
 }
 

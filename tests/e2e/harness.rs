@@ -34,6 +34,7 @@ pub const RELAY_RESOURCE: &str = "a";
 pub const WAIT: Duration = Duration::from_secs(10);
 
 const AUTHENTICATED: &str = "External component successfully authenticated";
+const REFUSED_SECOND: &str = "Second component attempted to connect";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -555,6 +556,11 @@ impl Relay {
 
     fn spawn(&mut self, prosody: &Prosody) {
         let before = prosody.component_logins();
+        self.spawn_process();
+        self.wait_connected(prosody, before, Duration::from_secs(30));
+    }
+
+    fn spawn_process(&mut self) {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -571,12 +577,16 @@ impl Relay {
             .spawn()
             .expect("start axrelay");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
+    }
+
+    /// Wait until Prosody has accepted a component more than `before` times.
+    pub fn wait_connected(&mut self, prosody: &Prosody, before: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
         loop {
             if prosody.component_logins() > before {
                 return;
             }
-            if let Ok(Some(s)) = self.child.as_mut().unwrap().try_wait() {
+            if let Some(Ok(Some(s))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!(
                     "axrelay run exited ({s}) before connecting:\n{}",
                     tail(&self.log, 60)
@@ -584,11 +594,55 @@ impl Relay {
             }
             assert!(
                 Instant::now() < deadline,
-                "Prosody did not accept the relay within 30 s; relay log:\n{}",
+                "Prosody did not accept the relay within {limit:?}; relay log:\n{}",
                 tail(&self.log, 60)
             );
             thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// A second instance with the same configuration (memory store only),
+    /// started while this one holds the domain: Prosody refuses it with
+    /// `conflict`, and it must keep retrying. Returns once it was refused.
+    pub fn standby(&self, prosody: &Prosody) -> Relay {
+        assert_eq!(
+            self.store,
+            Store::Memory,
+            "two instances cannot share a file store"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("axrelay-e2e-relay-")
+            .tempdir()
+            .expect("temp dir");
+        let config = dir.path().join("axrelay.conf");
+        fs::copy(&self.config, &config).expect("copy relay config");
+        let log = dir.path().join("axrelay.log");
+        let mut standby = Relay {
+            dir,
+            config,
+            log,
+            child: None,
+            runtime: self.runtime.clone(),
+            store: self.store,
+        };
+        let refused = || prosody.log().matches(REFUSED_SECOND).count();
+        let before = refused();
+        standby.spawn_process();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while refused() == before {
+            assert!(
+                Instant::now() < deadline,
+                "the second instance did not try to connect within 15 s; its log:\n{}",
+                tail(&standby.log, 60)
+            );
+            thread::sleep(Duration::from_millis(25));
+        }
+        standby
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
     /// SIGTERM; the exit status (the relay is killed after 10 s).
