@@ -1,0 +1,99 @@
+//! A small driver of the hot path for profilers (`valgrind --tool=callgrind`,
+//! `perf record`): the same fixture and stanzas as the criterion benches,
+//! without criterion's statistics around them.
+//!
+//! Usage: `axrelay-hotpath CASE [BATCHES]`, CASE one of `relay-100`,
+//! `relay-1k`, `relay-10k`, `typing`, `whoami`, `cold`, `parse-100`,
+//! `parse-1k`, `parse-10k`. Each batch is 1000 stanzas.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use axrelay_benches::fixture::{self, Fixture};
+use axrelay_benches::wire;
+
+const BATCH: usize = 1000;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(case) = args.first() else {
+        eprintln!("usage: axrelay-hotpath CASE [BATCHES]");
+        return ExitCode::from(2);
+    };
+    let batches: usize = match args.get(1).map(|s| s.parse()) {
+        None => 20,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => {
+            eprintln!("BATCHES must be a number");
+            return ExitCode::from(2);
+        }
+    };
+    let mut f = Fixture::online(fixture::config());
+    let locals = f.learn(100);
+    let body = |n| fixture::message_batch(BATCH, n, 100, &locals, 1);
+    let input = match case.as_str() {
+        "relay-100" | "parse-100" => body(100),
+        "relay-1k" | "parse-1k" => body(1000),
+        "relay-10k" | "parse-10k" => body(10_000),
+        "typing" => {
+            let mut v = Vec::new();
+            for k in 0..BATCH {
+                wire::push_typing(&mut v, k % 100, &locals[(k + 1) % 100], k as u64);
+            }
+            v
+        }
+        "whoami" => {
+            let mut v = Vec::new();
+            for k in 0..BATCH {
+                wire::push_whoami(&mut v, k % 100, k as u64);
+            }
+            v
+        }
+        "cold" => Vec::new(),
+        other => {
+            eprintln!("unknown case {other}");
+            return ExitCode::from(2);
+        }
+    };
+    let start = Instant::now();
+    let mut bytes = 0usize;
+    if case == "cold" {
+        let pool: Vec<String> = (1000..1000 + BATCH * batches)
+            .map(|i| f.prestore(i))
+            .collect();
+        let inputs: Vec<Vec<u8>> = (0..batches)
+            .map(|b| fixture::message_batch(BATCH, 100, 100, &pool, b * BATCH))
+            .collect();
+        let start = Instant::now();
+        for i in &inputs {
+            bytes += i.len();
+            f.feed(i);
+        }
+        report(case, batches, bytes, start);
+        return ExitCode::SUCCESS;
+    }
+    if case.starts_with("parse") {
+        let mut p = fixture::primed_parser();
+        for _ in 0..batches {
+            bytes += input.len();
+            fixture::parse_only(&mut p, &input);
+        }
+    } else {
+        for _ in 0..batches {
+            bytes += input.len();
+            f.feed(&input);
+        }
+    }
+    report(case, batches, bytes, start);
+    ExitCode::SUCCESS
+}
+
+fn report(case: &str, batches: usize, bytes: usize, start: Instant) {
+    let secs = start.elapsed().as_secs_f64();
+    let n = (batches * BATCH) as f64;
+    println!(
+        "{case}: {n} stanzas, {:.0} ns/stanza, {:.1} MB/s",
+        secs * 1e9 / n,
+        bytes as f64 / secs / 1e6
+    );
+}
