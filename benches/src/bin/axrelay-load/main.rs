@@ -1,0 +1,518 @@
+//! `axrelay-load`: a load generator that plays the XMPP server's side of
+//! XEP-0114 on loopback, learns pseudonyms with `/whoami`, sends messages
+//! between simulated users through the relay and checks every one of them.
+//!
+//! Run `axrelay-load --help` for the options; `docs/PERFORMANCE.md` has the
+//! method and the figures.
+
+mod conn;
+mod memcached;
+mod phases;
+mod target;
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axrelay_benches::proc_status::{self, TICKS_PER_SEC};
+use axrelay_proto::{MemoryStore, Pseudonymizer, Store};
+
+use conn::{accept, Conn};
+use phases::{Load, Outcome, Pattern, RssSampler};
+use target::{Kind, Running, Setup};
+
+const HELP: &str = "\
+axrelay-load: load generator for axrelay (plays the XMPP server, loopback only)
+
+USAGE: axrelay-load [OPTIONS]
+
+  --target smol|blocking|echo  component under load (default smol); echo is a
+                               trivial component that writes back what it reads
+                               (the rig's own ceiling)
+  --exec PATH                  run `PATH run -c FILE` (the axrelay binary) as a child
+                               instead of the relay in this process
+  --store memory|memcached     mapping store (default memory)
+  --memcached HOST:PORT        memcached to use (a loopback address)
+  --spawn-memcached            start a private memcached on a free loopback port
+  --cold                       restart the relay after /whoami, so its cache is empty
+  --users U                    simulated users (default 100)
+  --senders S                  users that send; message k goes from user k%S
+                               to user (k+1)%U (default U)
+  --messages N                 messages to relay (default 100000)
+  --body BYTES                 body size (default 100, at least 40)
+  --rate R                     messages per second (default: as fast as it takes)
+  --window W                   most messages in flight (default 4096)
+  --timeout SECS               bound on the whole run (default 300)
+  --rss-every MS               RSS sampling interval (default 250)
+  --label TEXT                 tag for the RESULT line
+
+Prints a summary and one `RESULT key=value ...` line. Exit status 0 when every
+message arrived intact, exactly once, at the right user from the right
+pseudonym; 1 otherwise; 2 for bad arguments.
+";
+
+#[derive(Debug, Clone)]
+struct Args {
+    kind: Kind,
+    exec: Option<PathBuf>,
+    memcached_store: bool,
+    memcached: Option<String>,
+    spawn_memcached: bool,
+    cold: bool,
+    users: usize,
+    senders: Option<usize>,
+    messages: u64,
+    body: usize,
+    rate: Option<f64>,
+    window: u64,
+    timeout: Duration,
+    rss_every: Duration,
+    label: String,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        kind: Kind::Smol,
+        exec: None,
+        memcached_store: false,
+        memcached: None,
+        spawn_memcached: false,
+        cold: false,
+        users: 100,
+        senders: None,
+        messages: 100_000,
+        body: 100,
+        rate: None,
+        window: 4096,
+        timeout: Duration::from_secs(300),
+        rss_every: Duration::from_millis(250),
+        label: String::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
+            v.parse()
+                .map_err(|_| format!("{flag}: '{v}' is not a valid number"))
+        }
+        match flag.as_str() {
+            "-h" | "--help" => return Err(String::new()),
+            "--target" => {
+                a.kind = match value("--target")?.as_str() {
+                    "smol" => Kind::Smol,
+                    "blocking" => Kind::Blocking,
+                    "echo" => Kind::Echo,
+                    other => return Err(format!("--target: unknown '{other}'")),
+                }
+            }
+            "--exec" => a.exec = Some(PathBuf::from(value("--exec")?)),
+            "--store" => {
+                a.memcached_store = match value("--store")?.as_str() {
+                    "memory" => false,
+                    "memcached" => true,
+                    other => return Err(format!("--store: unknown '{other}'")),
+                }
+            }
+            "--memcached" => a.memcached = Some(value("--memcached")?),
+            "--spawn-memcached" => a.spawn_memcached = true,
+            "--cold" => a.cold = true,
+            "--users" => a.users = num(&flag, value(&flag)?)?,
+            "--senders" => a.senders = Some(num(&flag, value(&flag)?)?),
+            "--messages" => a.messages = num(&flag, value(&flag)?)?,
+            "--body" => a.body = num(&flag, value(&flag)?)?,
+            "--rate" => a.rate = Some(num(&flag, value(&flag)?)?),
+            "--window" => a.window = num(&flag, value(&flag)?)?,
+            "--timeout" => a.timeout = Duration::from_secs(num(&flag, value(&flag)?)?),
+            "--rss-every" => a.rss_every = Duration::from_millis(num(&flag, value(&flag)?)?),
+            "--label" => a.label = value("--label")?,
+            other => return Err(format!("unknown option '{other}' (see --help)")),
+        }
+    }
+    if a.users == 0 || a.messages == 0 || a.window == 0 {
+        return Err("--users, --messages and --window must be positive".into());
+    }
+    if a.senders.is_some_and(|s| s == 0 || s > a.users) {
+        return Err("--senders must be between 1 and --users".into());
+    }
+    if a.body < 40 {
+        return Err("--body must be at least 40 bytes (sequence number and timestamp)".into());
+    }
+    if a.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return Err("--rate must be positive".into());
+    }
+    if a.memcached.is_some() || a.spawn_memcached {
+        a.memcached_store = true;
+    }
+    if a.memcached_store && a.memcached.is_none() && !a.spawn_memcached {
+        return Err("--store memcached needs --memcached HOST:PORT or --spawn-memcached".into());
+    }
+    if let Some(m) = &a.memcached {
+        let addr: SocketAddr = m
+            .parse()
+            .map_err(|_| format!("--memcached: '{m}' is not an IP:PORT"))?;
+        if !addr.ip().is_loopback() {
+            return Err("--memcached must be a loopback address".into());
+        }
+    }
+    if a.cold && a.exec.is_some() && !a.memcached_store {
+        return Err(
+            "--cold with --exec needs memcached (a restarted process loses a memory store)".into(),
+        );
+    }
+    Ok(a)
+}
+
+/// Random hex from the standard library's per-process hash keys.
+fn random_hex(bytes: usize) -> String {
+    let mut s = String::new();
+    let mut n = 0u64;
+    while s.len() < bytes * 2 {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u64(n);
+        s.push_str(&format!("{:016x}", h.finish()));
+        n += 1;
+    }
+    s.truncate(bytes * 2);
+    s
+}
+
+struct Report {
+    args: Args,
+    learn: Duration,
+    outcome: Outcome,
+    relay_ticks: Option<u64>,
+    rss: Vec<(u64, u64)>,
+    hwm_kib: Option<u64>,
+    rss_scope: &'static str,
+    stop: Result<String, String>,
+}
+
+fn run(args: &Args) -> Result<Report, String> {
+    let started = Instant::now();
+    let deadline = started + args.timeout;
+    let spawned = if args.spawn_memcached {
+        Some(memcached::Memcached::start()?)
+    } else {
+        None
+    };
+    let mc_addr = args
+        .memcached
+        .clone()
+        .or_else(|| spawned.as_ref().map(|m| m.addr.clone()));
+    let in_process = args.exec.is_none() && args.kind != Kind::Echo;
+    let store: Option<Arc<dyn Store>> = match (&mc_addr, in_process) {
+        (_, false) => None,
+        (None, true) => Some(Arc::new(MemoryStore::new(axrelay::store::MEMORY_CAPACITY))),
+        (Some(addr), true) => Some(Arc::new(
+            axrelay::store::MemcachedStore::connect(
+                std::slice::from_ref(addr),
+                Duration::from_millis(500),
+            )
+            .map_err(|e| e.to_string())?,
+        )),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("listen: {e}"))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| format!("listen: {e}"))?
+        .port();
+    let mut id_key = [0u8; 32];
+    for (i, b) in random_hex(32).as_bytes().chunks(2).enumerate() {
+        id_key[i] = u8::from_str_radix(std::str::from_utf8(b).unwrap_or("0"), 16).unwrap_or(0);
+    }
+    let setup = Setup {
+        kind: args.kind,
+        port,
+        password: random_hex(16),
+        secret: random_hex(24),
+        id_key,
+        store,
+        exec: args.exec.clone(),
+        memcached: mc_addr,
+        config_path: std::env::temp_dir().join(format!(
+            "axrelay-load-{}-{}.conf",
+            std::process::id(),
+            random_hex(4)
+        )),
+    };
+    let result = load(args, &setup, &listener, deadline);
+    let _ = std::fs::remove_file(&setup.config_path);
+    result
+}
+
+fn connect(setup: &Setup, listener: &TcpListener) -> Result<(Running, Conn), String> {
+    let running = Running::start(setup)?;
+    let mut conn = Conn::new(accept(listener, Duration::from_secs(15))?)?;
+    conn.handshake(&setup.password, &random_hex(8))?;
+    Ok((running, conn))
+}
+
+fn load(
+    args: &Args,
+    setup: &Setup,
+    listener: &TcpListener,
+    deadline: Instant,
+) -> Result<Report, String> {
+    let echo = args.kind == Kind::Echo;
+    let (mut running, mut conn) = connect(setup, listener)?;
+    let t = Instant::now();
+    let locals = if echo {
+        let p = Pseudonymizer::new(setup.secret.as_bytes());
+        (0..args.users)
+            .map(|i| p.localpart(&axrelay_benches::wire::user_bare(i)))
+            .collect()
+    } else {
+        phases::learn(&mut conn, args.users, deadline)?
+    };
+    let learn = t.elapsed();
+    if args.cold && !echo {
+        running.request_stop()?;
+        conn.close(true)?;
+        running.wait(Duration::from_secs(10))?;
+        (running, conn) = connect(setup, listener)?;
+    }
+
+    let pid = running.pid();
+    let progress = Arc::new(AtomicU64::new(0));
+    let sampler = RssSampler::start(pid, progress.clone(), args.rss_every);
+    let cpu_before = proc_status::process_cpu(pid);
+    let load = Load {
+        pattern: Pattern {
+            users: args.users,
+            senders: args.senders.unwrap_or(args.users),
+        },
+        messages: args.messages,
+        body: args.body,
+        rate: args.rate,
+        window: args.window,
+        deadline,
+        echo,
+    };
+    let (mut conn, outcome) = phases::messages(conn, load, Arc::new(locals), progress)?;
+    let cpu_after = proc_status::process_cpu(pid);
+    let rss = sampler.map(RssSampler::finish).unwrap_or_default();
+    let hwm_kib = proc_status::memory(pid).map(|m| m.hwm_kib);
+    let relay_ticks = match (cpu_before, cpu_after) {
+        (Some(a), Some(b)) if pid.is_some() => Some(b.saturating_sub(a)),
+        // In process: everything but the generator's own threads.
+        (Some(a), Some(b)) => Some(b.saturating_sub(a).saturating_sub(outcome.generator_ticks)),
+        _ => None,
+    };
+
+    let stop = if outcome.aborted.is_some() {
+        Ok("not stopped cleanly after the aborted load".to_owned())
+    } else if echo {
+        conn.send(b"</stream:stream>")
+            .and_then(|()| conn.close(true))
+            .and_then(|()| running.wait(Duration::from_secs(10)))
+    } else {
+        running
+            .request_stop()
+            .and_then(|()| conn.close(true))
+            .and_then(|()| running.wait(Duration::from_secs(10)))
+    };
+    Ok(Report {
+        args: args.clone(),
+        learn,
+        outcome,
+        relay_ticks,
+        rss,
+        hwm_kib,
+        rss_scope: if pid.is_some() {
+            "relay process"
+        } else {
+            "generator + relay process"
+        },
+        stop,
+    })
+}
+
+fn us(ns: u64) -> String {
+    format!("{:.1}", ns as f64 / 1000.0)
+}
+
+impl Report {
+    fn clean(&self) -> bool {
+        let o = &self.outcome;
+        o.ok == self.args.messages && o.aborted.is_none() && self.stop.is_ok()
+    }
+
+    fn print(&self) {
+        let a = &self.args;
+        let o = &self.outcome;
+        let secs = o.elapsed.as_secs_f64().max(1e-9);
+        let rate = o.ok as f64 / secs;
+        let users = a.users;
+        let senders = a.senders.unwrap_or(a.users);
+        let store = if a.kind == Kind::Echo {
+            "none"
+        } else if a.memcached_store {
+            "memcached"
+        } else {
+            "memory"
+        };
+        let mode = match a.rate {
+            Some(r) => format!("fixed {r} msg/s"),
+            None => format!("max (window {})", a.window),
+        };
+        println!(
+            "target {} ({}), store {store}{}, {users} users ({senders} sending), {} messages of {} B, {mode}",
+            a.kind.name(),
+            if a.exec.is_some() {
+                "child process"
+            } else {
+                "in process"
+            },
+            if a.cold { ", cold cache" } else { "" },
+            a.messages,
+            a.body
+        );
+        if a.kind != Kind::Echo {
+            println!(
+                "  /whoami for {users} users: {:.2} s",
+                self.learn.as_secs_f64()
+            );
+        }
+        println!(
+            "  relayed intact: {} of {} sent in {:.3} s = {:.0} msg/s ({:.1} MB/s of bodies)",
+            o.ok,
+            o.sent,
+            secs,
+            rate,
+            rate * a.body as f64 / 1e6
+        );
+        println!(
+            "  latency: p50 {} us, p99 {} us, p99.9 {} us, max {} us, mean {} us",
+            us(o.latency.quantile(0.5)),
+            us(o.latency.quantile(0.99)),
+            us(o.latency.quantile(0.999)),
+            us(o.latency.max()),
+            us(o.latency.mean())
+        );
+        if a.rate.is_some() {
+            println!(
+                "  sender: worst lag behind schedule {:.2} ms",
+                o.max_send_lag.as_secs_f64() * 1e3
+            );
+        }
+        println!(
+            "  problems: {} missing, {} duplicated, {} misrouted, {} corrupt, {} error stanzas, {} unexpected",
+            o.missing(),
+            o.duplicates,
+            o.misrouted,
+            o.corrupt,
+            o.errors,
+            o.unexpected
+        );
+        if !o.error_conditions.is_empty() {
+            let c: Vec<String> = o
+                .error_conditions
+                .iter()
+                .map(|(c, n)| format!("{c} x{n}"))
+                .collect();
+            println!("  error conditions: {}", c.join(", "));
+        }
+        if let Some(p) = &o.first_problem {
+            println!("  first problem: {p}");
+        }
+        if let Some(e) = &o.aborted {
+            println!("  aborted: {e}");
+        }
+        let cpu = |t: u64| t as f64 / TICKS_PER_SEC as f64;
+        if let Some(t) = self.relay_ticks {
+            println!(
+                "  CPU during the load: {} {:.2} s ({:.2} us/msg), generator {:.2} s",
+                if a.kind == Kind::Echo {
+                    "echo"
+                } else {
+                    "relay"
+                },
+                cpu(t),
+                cpu(t) * 1e6 / (o.ok.max(1) as f64),
+                cpu(o.generator_ticks)
+            );
+        }
+        let quart = |q: f64| {
+            let want = (a.messages as f64 * q) as u64;
+            self.rss
+                .iter()
+                .find(|(p, _)| *p >= want)
+                .or(self.rss.last())
+                .map_or(0, |(_, r)| *r)
+        };
+        println!(
+            "  RSS ({}): at 10% {} KiB, 50% {} KiB, 100% {} KiB; peak {} KiB",
+            self.rss_scope,
+            quart(0.10),
+            quart(0.5),
+            quart(1.0),
+            self.hwm_kib.unwrap_or(0)
+        );
+        match &self.stop {
+            Ok(s) => println!("  end: {s}"),
+            Err(e) => println!("  end: {e}"),
+        }
+        println!(
+            "RESULT label={} target={} exec={} store={store} cold={} users={users} senders={senders} \
+             messages={} body={} rate={} ok={} msg_per_s={:.0} p50_us={} p99_us={} max_us={} \
+             missing={} dup={} misrouted={} corrupt={} errors={} rss10_kib={} rss100_kib={} hwm_kib={} \
+             relay_cpu_us_per_msg={:.2} clean={}",
+            if a.label.is_empty() { "-" } else { &a.label },
+            a.kind.name(),
+            a.exec.is_some(),
+            a.cold,
+            a.messages,
+            a.body,
+            a.rate.map_or("max".into(), |r| format!("{r}")),
+            o.ok,
+            rate,
+            us(o.latency.quantile(0.5)),
+            us(o.latency.quantile(0.99)),
+            us(o.latency.max()),
+            o.missing(),
+            o.duplicates,
+            o.misrouted,
+            o.corrupt,
+            o.errors,
+            quart(0.10),
+            quart(1.0),
+            self.hwm_kib.unwrap_or(0),
+            self.relay_ticks
+                .map_or(0.0, |t| cpu(t) * 1e6 / (o.ok.max(1) as f64)),
+            self.clean()
+        );
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) if e.is_empty() => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("axrelay-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(report) => {
+            report.print();
+            if report.clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("axrelay-load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
