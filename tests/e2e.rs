@@ -21,6 +21,8 @@ use harness::{
 
 const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 const RECEIPTS: &str = "urn:xmpp:receipts";
+const MARKERS: &str = "urn:xmpp:chat-markers:0";
+const CORRECT: &str = "urn:xmpp:message-correct:0";
 
 /// One Prosody, one relay, two users online (each with a random resource).
 struct Rig {
@@ -141,6 +143,8 @@ both_runtimes!(
     chat_state_and_receipt,
     iq_and_presence_stay_with_the_relay,
     every_device_gets_relayed_messages,
+    correction_and_markers,
+    identifying_extensions_are_dropped,
     hot_standby_takes_over,
     restart_keeps_mappings,
 );
@@ -497,6 +501,120 @@ fn iq_and_presence_stay_with_the_relay(runtime: &str) {
     ] {
         assert!(!raw.contains(leak), "alice received {leak:?}");
     }
+    r.finish();
+}
+
+/// Message correction and chat markers refer to message ids; each side
+/// must see the ids it knows.
+fn correction_and_markers(runtime: &str) {
+    let mut r = Rig::new(runtime);
+    let a = r.alice.whoami();
+    let b = r.bob.whoami();
+
+    let original = format!("bob-typo-{}", random_hex(4));
+    r.bob.send_ex(
+        &a,
+        Some("helo"),
+        Some(&original),
+        &format!("<markable xmlns='{MARKERS}'/>"),
+    );
+    let seen = expect_relayed(&mut r.alice, &b, "helo");
+    assert!(
+        seen.child(MARKERS, "markable").is_some(),
+        "markable lost: {seen:#?}"
+    );
+
+    // Bob corrects his own message: alice must see the id she knows.
+    r.bob.send_ex(
+        &a,
+        Some("hello"),
+        Some(&format!("bob-fix-{}", random_hex(4))),
+        &format!("<replace xmlns='{CORRECT}' id='{original}'/>"),
+    );
+    let fix = expect_relayed(&mut r.alice, &b, "hello");
+    let replace = fix
+        .child(CORRECT, "replace")
+        .unwrap_or_else(|| panic!("correction lost: {fix:#?}"));
+    assert_eq!(
+        replace.attr("id"),
+        Some(seen.id.as_str()),
+        "the correction must name the id alice saw ({}), not bob's ({original}): {fix:#?}",
+        seen.id
+    );
+
+    // Alice marks it displayed: bob must see his own id.
+    r.alice.send_ex(
+        &b,
+        None,
+        None,
+        &format!("<displayed xmlns='{MARKERS}' id='{}'/>", seen.id),
+    );
+    let marker = r.bob.expect_one(None);
+    assert_eq!(marker.from, format!("{a}/{RELAY_RESOURCE}"), "{marker:#?}");
+    let displayed = marker
+        .child(MARKERS, "displayed")
+        .unwrap_or_else(|| panic!("marker lost: {marker:#?}"));
+    assert_eq!(displayed.attr("id"), Some(original.as_str()), "{marker:#?}");
+    r.finish();
+}
+
+/// SPEC §5 allow-list, with what real clients attach: everything that can
+/// name the sender (nick, reply, addresses, OMEMO, origin-id, …) is dropped;
+/// body, subject and thread arrive, `xml:lang` on the body is kept.
+fn identifying_extensions_are_dropped(runtime: &str) {
+    let mut r = Rig::new(runtime);
+    let a = r.alice.whoami();
+    let b = r.bob.whoami();
+    let me = format!("{}/{}", r.bob.bare(), r.bob.resource);
+    let extra = format!(
+        "<subject>Subject line</subject>\
+         <thread>thread-{t}</thread>\
+         <nick xmlns='http://jabber.org/protocol/nick'>{user}</nick>\
+         <origin-id xmlns='urn:xmpp:sid:0' id='{user}-origin'/>\
+         <reply xmlns='urn:xmpp:reply:0' to='{me}' id='x1'/>\
+         <addresses xmlns='http://jabber.org/protocol/address'>\
+           <address type='ofrom' jid='{me}'/></addresses>\
+         <encrypted xmlns='eu.siacs.conversations.axolotl'>\
+           <header sid='{sid}'><iv>AAAA</iv></header></encrypted>\
+         <html xmlns='http://jabber.org/protocol/xhtml-im'>\
+           <body xmlns='http://www.w3.org/1999/xhtml'>{user}</body></html>\
+         <x xmlns='jabber:x:oob'><url>https://example.invalid/{user}</url></x>\
+         <delay xmlns='urn:xmpp:delay' from='{me}' stamp='2002-09-10T23:08:25Z'/>\
+         <c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='client-{user}' ver='x'/>\
+         <x xmlns='urn:example:unknown'>{user}</x>",
+        t = random_hex(3),
+        user = r.bob.user,
+        sid = 4_000_000_000u32,
+    );
+    r.bob.send_ex(&a, Some("plain text"), None, &extra);
+    let m = expect_relayed(&mut r.alice, &b, "plain text");
+    let mut kept: Vec<(String, String)> = m
+        .children
+        .iter()
+        .map(|c| (c.ns.clone(), c.tag.clone()))
+        .collect();
+    kept.sort();
+    let client = |t: &str| ("jabber:client".to_string(), t.to_string());
+    assert_eq!(
+        kept,
+        vec![client("body"), client("subject"), client("thread")],
+        "only body, subject and thread may arrive: {m:#?}"
+    );
+    assert!(
+        !r.alice.raw_log().contains("4000000000"),
+        "the OMEMO device id arrived"
+    );
+
+    // xml:lang on the body is kept.
+    r.bob
+        .send_ex(&a, None, None, "<body xml:lang='de'>Hallo</body>");
+    let m = expect_relayed(&mut r.alice, &b, "Hallo");
+    let body = m.child("jabber:client", "body").unwrap();
+    assert_eq!(
+        body.attr("{http://www.w3.org/XML/1998/namespace}lang"),
+        Some("de"),
+        "{m:#?}"
+    );
     r.finish();
 }
 
