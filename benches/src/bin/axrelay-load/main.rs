@@ -8,6 +8,7 @@
 mod conn;
 mod memcached;
 mod phases;
+mod store_stats;
 mod target;
 
 use std::collections::hash_map::RandomState;
@@ -190,6 +191,9 @@ struct Report {
     hwm_kib: Option<u64>,
     rss_scope: &'static str,
     stop: Result<String, String>,
+    /// In process: what the runtime asked of the store while learning and
+    /// during the load.
+    store_calls: Option<(String, String)>,
 }
 
 fn run(args: &Args) -> Result<Report, String> {
@@ -205,6 +209,7 @@ fn run(args: &Args) -> Result<Report, String> {
         .clone()
         .or_else(|| spawned.as_ref().map(|m| m.addr.clone()));
     let in_process = args.exec.is_none() && args.kind != Kind::Echo;
+    let counts = Arc::new(store_stats::Counts::default());
     let store: Option<Arc<dyn Store>> = match (&mc_addr, in_process) {
         (_, false) => None,
         (None, true) => Some(Arc::new(MemoryStore::new(axrelay::store::MEMORY_CAPACITY))),
@@ -216,6 +221,12 @@ fn run(args: &Args) -> Result<Report, String> {
             .map_err(|e| e.to_string())?,
         )),
     };
+    let store = store.map(|inner| -> Arc<dyn Store> {
+        Arc::new(store_stats::Counting {
+            inner,
+            counts: counts.clone(),
+        })
+    });
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("listen: {e}"))?;
     let port = listener
         .local_addr()
@@ -240,7 +251,7 @@ fn run(args: &Args) -> Result<Report, String> {
             random_hex(4)
         )),
     };
-    let result = load(args, &setup, &listener, deadline);
+    let result = load(args, &setup, &listener, deadline, &counts);
     let _ = std::fs::remove_file(&setup.config_path);
     result
 }
@@ -257,6 +268,7 @@ fn load(
     setup: &Setup,
     listener: &TcpListener,
     deadline: Instant,
+    counts: &store_stats::Counts,
 ) -> Result<Report, String> {
     let echo = args.kind == Kind::Echo;
     let (mut running, mut conn) = connect(setup, listener)?;
@@ -270,12 +282,14 @@ fn load(
         phases::learn(&mut conn, args.users, deadline)?
     };
     let learn = t.elapsed();
+    let learn_store = counts.summary();
     if args.cold && !echo {
         running.request_stop()?;
         conn.close(true)?;
         running.wait(Duration::from_secs(10))?;
         (running, conn) = connect(setup, listener)?;
     }
+    counts.reset();
 
     let pid = running.pid();
     let progress = Arc::new(AtomicU64::new(0));
@@ -304,6 +318,7 @@ fn load(
         _ => None,
     };
 
+    let load_store = counts.summary();
     let stop = if outcome.aborted.is_some() {
         Ok("not stopped cleanly after the aborted load".to_owned())
     } else if echo {
@@ -329,6 +344,7 @@ fn load(
             "generator + relay process"
         },
         stop,
+        store_calls: (setup.store.is_some()).then_some((learn_store, load_store)),
     })
 }
 
@@ -377,6 +393,10 @@ impl Report {
                 "  /whoami for {users} users: {:.2} s",
                 self.learn.as_secs_f64()
             );
+        }
+        if let Some((learn, load)) = &self.store_calls {
+            println!("  store while learning: {learn}");
+            println!("  store during the load: {load}");
         }
         println!(
             "  relayed intact: {} of {} sent in {:.3} s = {:.0} msg/s ({:.1} MB/s of bodies)",
@@ -514,5 +534,74 @@ fn main() -> ExitCode {
             eprintln!("axrelay-load: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(kind: Kind) -> Args {
+        Args {
+            kind,
+            exec: None,
+            memcached_store: false,
+            memcached: None,
+            spawn_memcached: false,
+            cold: false,
+            users: 20,
+            senders: None,
+            messages: 3000,
+            body: 100,
+            rate: None,
+            window: 256,
+            timeout: Duration::from_secs(60),
+            rss_every: Duration::from_millis(50),
+            label: String::new(),
+        }
+    }
+
+    fn clean(a: &Args) -> Report {
+        let r = run(a).expect("the run completes");
+        let o = &r.outcome;
+        assert!(
+            r.clean(),
+            "{:?} {:?} {:?}",
+            o.first_problem,
+            o.aborted,
+            r.stop
+        );
+        assert_eq!((o.ok, o.answered, o.missing()), (a.messages, a.messages, 0));
+        assert_eq!(o.latency.count(), a.messages);
+        r
+    }
+
+    #[test]
+    fn every_message_arrives_checked_on_both_runtimes_and_the_echo() {
+        for kind in [Kind::Echo, Kind::Smol, Kind::Blocking] {
+            clean(&args(kind));
+        }
+    }
+
+    #[test]
+    fn cold_cache_fixed_rate_and_large_bodies() {
+        let mut a = args(Kind::Smol);
+        a.cold = true;
+        a.users = 500;
+        a.senders = Some(5);
+        a.messages = 500;
+        let r = clean(&a);
+        let (_, load) = r.store_calls.expect("in-process store");
+        assert!(load.contains("for 499 keys"), "{load}");
+
+        let mut a = args(Kind::Blocking);
+        a.rate = Some(20_000.0);
+        a.messages = 2000;
+        clean(&a);
+
+        let mut a = args(Kind::Smol);
+        a.body = 10_000;
+        a.messages = 300;
+        clean(&a);
     }
 }
