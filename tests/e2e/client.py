@@ -23,6 +23,9 @@ Two modes:
         {"cmd": "wait", "kind": "presence" | "iq", ...}
             the same for presence stanzas, or IQ results and errors
         {"cmd": "whoami", "to": RELAY, "timeout": T}
+        {"cmd": "carbons", "enable": true | false, "timeout": T}
+            XEP-0280 for this session (slixmpp's xep_0280); answers once
+            the server has confirmed
         {"cmd": "raw_log"}   everything received on the socket so far
         {"cmd": "quit"}
 
@@ -191,6 +194,17 @@ class Client(slixmpp.ClientXMPP):
         msg.send()
         return msg["id"]
 
+    async def set_carbons(self, enable, timeout):
+        # Registered on first use only, so that clients that never ask for
+        # carbons behave exactly as before.
+        if "xep_0280" not in self.plugin:
+            self.register_plugin("xep_0280")
+        carbons = self.plugin["xep_0280"]
+        if enable:
+            await carbons.enable(timeout=timeout)
+        else:
+            await carbons.disable(timeout=timeout)
+
     async def wait_messages(self, count, timeout, from_bare=None,
                             kind="message", stanza_id=None):
         loop = asyncio.get_event_loop()
@@ -275,6 +289,10 @@ async def serve(args):
                     await emit({"ok": False,
                                 "error": "no answer from %s within %ss"
                                          % (relay, timeout)})
+            elif name == "carbons":
+                await client.set_carbons(bool(cmd.get("enable", True)),
+                                         timeout)
+                await emit({"ok": True})
             elif name == "raw_log":
                 await emit({"ok": True,
                             "xml": client.raw.decode("utf-8", "replace")})

@@ -486,6 +486,154 @@ pub fn password_of(user: &str) -> String {
     format!("pw-{user}")
 }
 
+/// Install memcached if missing (as root, with apt-get), or fail saying
+/// what to install. Never skips.
+fn memcached_prerequisite() {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = DONE.get_or_init(|| {
+        if on_path("memcached") {
+            return Ok(());
+        }
+        if is_root() && on_path("apt-get") {
+            eprintln!("e2e: installing memcached with apt-get");
+            let apt = |args: &[&str]| {
+                run_bounded(
+                    Command::new("apt-get")
+                        .args(args)
+                        .env("DEBIAN_FRONTEND", "noninteractive"),
+                    Duration::from_secs(900),
+                )
+            };
+            let _ = apt(&["update", "-qq"]);
+            match apt(&["install", "-y", "-qq", "memcached"]) {
+                Ok((s, out)) if !s.success() => eprintln!("apt-get install failed:\n{out}"),
+                Err(e) => eprintln!("{e}"),
+                _ => {}
+            }
+            if on_path("memcached") {
+                return Ok(());
+            }
+        }
+        Err("this test needs memcached: apt-get install memcached".to_string())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// A memcached of its own on 127.0.0.1 (free port, no UDP), killed when
+/// dropped.
+pub struct Memcached {
+    pub port: u16,
+    child: Child,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Memcached {
+    pub fn start() -> Memcached {
+        memcached_prerequisite();
+        let mut last = String::new();
+        // A port taken between choosing and binding: retry.
+        for _ in 0..3 {
+            let port = free_port();
+            let mut cmd = command_guarded("memcached");
+            cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"]);
+            if is_root() {
+                // memcached will not run as root unless told to.
+                cmd.args(["-u", "root"]);
+            }
+            let mut child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("start memcached: {e}"));
+            let stderr = collect(child.stderr.take().unwrap());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    last = format!(
+                        "memcached exited ({status}): {}",
+                        String::from_utf8_lossy(&stderr.lock().unwrap())
+                    );
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Memcached {
+                        port,
+                        child,
+                        stderr,
+                    };
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last = "memcached not listening after 10 s".to_string();
+                    break;
+                }
+                thread::sleep(Duration::from_millis(25));
+            }
+        }
+        panic!("memcached did not start: {last}");
+    }
+
+    /// `127.0.0.1:PORT`, for `[memcache] servers`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// One text-protocol command; the answer up to and including `end`.
+    pub fn command(&self, command: &str, end: &str) -> String {
+        let mut s = std::net::TcpStream::connect(self.addr()).expect("connect to memcached");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(command.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        while !out.ends_with(end.as_bytes()) {
+            let n = s.read(&mut buf).expect("memcached answers within 5 s");
+            assert!(n > 0, "memcached closed the connection during {command:?}");
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Every key and value stored, as the text protocol shows them.
+    pub fn dump(&self) -> String {
+        let keys = self.command("lru_crawler metadump all\r\n", "END\r\n");
+        let mut out = keys.clone();
+        for line in keys.lines() {
+            let Some(key) = line.split_whitespace().find_map(|f| f.strip_prefix("key=")) else {
+                continue;
+            };
+            out.push_str(&self.command(&format!("get {key}\r\n"), "END\r\n"));
+        }
+        out
+    }
+
+    /// Kill it and wait for it to exit.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        self.stop();
+        if thread::panicking() {
+            eprintln!(
+                "---- memcached stderr ----\n{}",
+                String::from_utf8_lossy(&self.stderr.lock().unwrap())
+            );
+        }
+    }
+}
+
 /// Which store the relay uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Store {
@@ -495,6 +643,45 @@ pub enum Store {
     File,
     /// Same, with `encrypt`.
     EncryptedFile,
+}
+
+/// `[hash] identity`: what a pseudonym is computed from (SPEC §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// The bare JID: one pseudonym per account (the default).
+    Bare,
+    /// The full JID: one pseudonym per resource (the 2014 behaviour).
+    Full,
+}
+
+impl Identity {
+    fn conf(self) -> &'static str {
+        match self {
+            Identity::Bare => "bare",
+            Identity::Full => "full",
+        }
+    }
+}
+
+/// How [`Relay::start_with`] configures the relay.
+#[derive(Clone, Debug)]
+pub struct RelayOptions {
+    /// The local store; ignored when `memcache` is set.
+    pub store: Store,
+    pub identity: Identity,
+    /// `[memcache] servers` and `encrypt` (base64 of 32 bytes): the
+    /// memcached store instead of `[local_storage]`.
+    pub memcache: Option<(String, String)>,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        RelayOptions {
+            store: Store::Memory,
+            identity: Identity::Bare,
+            memcache: None,
+        }
+    }
 }
 
 /// The `axrelay run` binary, connected to a test's Prosody.
@@ -511,6 +698,19 @@ impl Relay {
     /// Write a config and start `axrelay run`; returns once Prosody has
     /// accepted the component.
     pub fn start(prosody: &Prosody, runtime: &str, store: Store) -> Relay {
+        Relay::start_with(
+            prosody,
+            runtime,
+            RelayOptions {
+                store,
+                ..RelayOptions::default()
+            },
+        )
+    }
+
+    /// Like [`Relay::start`], with the identity mode and store of `opts`.
+    pub fn start_with(prosody: &Prosody, runtime: &str, opts: RelayOptions) -> Relay {
+        let store = opts.store;
         let dir = tempfile::Builder::new()
             .prefix("axrelay-e2e-relay-")
             .tempdir()
@@ -518,18 +718,22 @@ impl Relay {
         let mut conf = format!(
             "[relay]\njid = {COMPONENT}\nserver = 127.0.0.1\nport = {}\npassword = {}\n\
              runtime = {runtime}\nkeepalive = 60\n\n\
-             [hash]\nsecret = {}\ndomain = {COMPONENT}\nidentity = bare\nresource = {RELAY_RESOURCE}\n",
+             [hash]\nsecret = {}\ndomain = {COMPONENT}\nidentity = {}\nresource = {RELAY_RESOURCE}\n",
             prosody.component_port,
             prosody.component_secret,
             random_secret(),
+            opts.identity.conf(),
         );
-        match store {
-            Store::Memory => {}
-            Store::File => conf.push_str(&format!(
+        match (&opts.memcache, store) {
+            (Some((servers, encrypt)), _) => conf.push_str(&format!(
+                "\n[memcache]\nservers = {servers}\nencrypt = {encrypt}\n"
+            )),
+            (None, Store::Memory) => {}
+            (None, Store::File) => conf.push_str(&format!(
                 "\n[local_storage]\npath = {}\n",
                 dir.path().join("pseudonyms.db").display()
             )),
-            Store::EncryptedFile => conf.push_str(&format!(
+            (None, Store::EncryptedFile) => conf.push_str(&format!(
                 "\n[local_storage]\npath = {}\nencrypt = {}\n",
                 dir.path().join("pseudonyms.db").display(),
                 random_secret()
@@ -952,6 +1156,17 @@ impl Client {
         }
         let answer = self.cmd(object(&m), WAIT);
         answer.get("id").str().unwrap_or("").to_string()
+    }
+
+    /// Turn Message Carbons (XEP-0280) on or off for this session; returns
+    /// once the server has confirmed.
+    pub fn carbons(&mut self, enable: bool) {
+        let m = object(&[
+            ("cmd", quote("carbons")),
+            ("enable", enable.to_string()),
+            ("timeout", WAIT.as_secs().to_string()),
+        ]);
+        self.cmd(m, WAIT);
     }
 
     /// Write raw XML to the stream.
