@@ -15,14 +15,18 @@ mod json;
 use std::time::Duration;
 
 use harness::{
-    assert_no_trace_of, assert_pseudonym, bare, random_hex, Client, Msg, Prosody, ProsodyOptions,
-    Relay, Store, COMPONENT, RELAY_RESOURCE, WAIT,
+    assert_no_trace_of, assert_pseudonym, bare, random_hex, random_secret, Client, Identity,
+    Memcached, Msg, Prosody, ProsodyOptions, Relay, RelayOptions, Store, COMPONENT, HOST,
+    RELAY_RESOURCE, WAIT,
 };
 
 const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 const RECEIPTS: &str = "urn:xmpp:receipts";
 const MARKERS: &str = "urn:xmpp:chat-markers:0";
 const CORRECT: &str = "urn:xmpp:message-correct:0";
+const CARBONS: &str = "urn:xmpp:carbons:2";
+const FORWARD: &str = "urn:xmpp:forward:0";
+const DELAY: &str = "urn:xmpp:delay";
 
 /// One Prosody, one relay, two users online (each with a random resource).
 struct Rig {
@@ -37,8 +41,19 @@ struct Rig {
 
 impl Rig {
     fn start(runtime: &str, opts: ProsodyOptions, store: Store) -> Rig {
+        Rig::start_with(
+            runtime,
+            opts,
+            RelayOptions {
+                store,
+                ..RelayOptions::default()
+            },
+        )
+    }
+
+    fn start_with(runtime: &str, opts: ProsodyOptions, relay: RelayOptions) -> Rig {
         let prosody = Prosody::start(opts);
-        let relay = Relay::start(&prosody, runtime, store);
+        let relay = Relay::start_with(&prosody, runtime, relay);
         let alice = Client::login_new(&prosody, &prosody.account("alice"));
         let bob = Client::login_new(&prosody, &prosody.account("bob"));
         Rig {
@@ -147,6 +162,10 @@ both_runtimes!(
     identifying_extensions_are_dropped,
     hot_standby_takes_over,
     restart_keeps_mappings,
+    full_identity_offline_and_a_new_resource,
+    two_devices_with_carbons,
+    receipts_and_typing_from_two_devices,
+    restart_keeps_mappings_with_memcached,
 );
 
 /// The rig itself, without the relay: two clients talk directly.
@@ -284,18 +303,62 @@ fn bounce_when_recipient_offline(runtime: &str) {
 }
 
 /// SPEC §8: the relay addresses the bare JID, so the server's offline
-/// storage keeps the message until the next login.
+/// storage keeps the messages until the next login (a new resource); they
+/// arrive in order from B', bodies intact, with nothing that identifies B,
+/// and a receipt sent at that login still reaches B with B's own id.
 fn offline_storage_delivers_at_next_login(runtime: &str) {
     let mut r = Rig::new(runtime);
     let a = r.alice.whoami();
     let b = r.bob.whoami();
     r.alice_relogin(false);
     r.bob.send(&a, "for when you are back");
+    let original = format!("bob-offline-{}", random_hex(4));
+    r.bob.send_ex(
+        &a,
+        Some("and a second one, receipt please"),
+        Some(&original),
+        &format!("<request xmlns='{RECEIPTS}'/>"),
+    );
+    // Stored, not bounced.
     r.bob.expect_none(Duration::from_secs(1));
+
     r.alice = Client::login_new(&r.prosody, &r.alice.user.clone());
-    let m = r.alice.expect_one(None);
-    assert_eq!(m.from, format!("{b}/{RELAY_RESOURCE}"), "{m:#?}");
-    assert_eq!(m.body.as_deref(), Some("for when you are back"));
+    let got = r.alice.expect(2, None);
+    let bodies = ["for when you are back", "and a second one, receipt please"];
+    for (m, body) in got.iter().zip(bodies) {
+        assert_eq!(m.from, format!("{b}/{RELAY_RESOURCE}"), "{m:#?}");
+        assert_eq!(bare(&m.to), r.alice.bare(), "{m:#?}");
+        assert_eq!(m.kind, "chat", "{m:#?}");
+        assert_eq!(m.body.as_deref(), Some(body), "{m:#?}");
+        // Prosody's offline storage stamps it: proof it was kept, not live.
+        let delay = m
+            .child(DELAY, "delay")
+            .unwrap_or_else(|| panic!("not from offline storage: {m:#?}"));
+        assert_eq!(delay.attr("from"), Some(HOST), "{m:#?}");
+    }
+    let stored = &got[1];
+    assert_ne!(
+        stored.id, original,
+        "the relayed message must get a fresh id"
+    );
+    assert!(stored.child(RECEIPTS, "request").is_some(), "{stored:#?}");
+    // Nothing in any byte alice received names bob.
+    assert_no_trace_of(&r.bob, &r.bob_past, &mut r.alice);
+
+    // The receipt from the new session reaches bob, with bob's id.
+    r.alice.send_ex(
+        &b,
+        None,
+        None,
+        &format!("<received xmlns='{RECEIPTS}' id='{}'/>", stored.id),
+    );
+    let ack = r.bob.expect_one(None);
+    assert_eq!(ack.from, format!("{a}/{RELAY_RESOURCE}"), "{ack:#?}");
+    let received = ack
+        .child(RECEIPTS, "received")
+        .unwrap_or_else(|| panic!("no receipt: {ack:#?}"));
+    assert_eq!(received.attr("id"), Some(original.as_str()), "{ack:#?}");
+
     r.alice.send(&b, "I am back");
     expect_relayed(&mut r.bob, &a, "I am back");
     r.finish();
@@ -703,4 +766,299 @@ fn restart_keeps_mappings(runtime: &str) {
         );
     }
     r.finish();
+}
+
+/// `[hash] identity = full` (the 2014 mode): a pseudonym per resource. A
+/// message to the pseudonym of a resource that has gone is addressed to
+/// that full JID; Prosody handles a chat message to an unavailable full JID
+/// as if it were sent to the bare JID (RFC 6121 §8.5.3.2.1), so it is kept
+/// offline and delivered at the next login, whatever the resource. The
+/// answer from the new resource comes from a different pseudonym, and a
+/// receipt from it does not reach the sender.
+fn full_identity_offline_and_a_new_resource(runtime: &str) {
+    let mut r = Rig::start_with(
+        runtime,
+        ProsodyOptions::default(),
+        RelayOptions {
+            identity: Identity::Full,
+            ..RelayOptions::default()
+        },
+    );
+    let a_old = r.alice.whoami();
+    let b = r.bob.whoami();
+    let old_resource = r.alice.resource.clone();
+
+    // One pseudonym per resource, even while both are online.
+    let mut tablet = Client::login_new(&r.prosody, &r.alice.user);
+    let a_tablet = tablet.whoami();
+    assert_ne!(
+        a_tablet, a_old,
+        "identity = full: the pseudonym is per resource"
+    );
+    tablet.quit();
+    r.alice_past.push(tablet.resource.clone());
+
+    r.bob.send(&a_old, "hello, first device");
+    expect_relayed(&mut r.alice, &b, "hello, first device");
+
+    // Alice logs out; bob writes to the pseudonym he knows.
+    r.alice_relogin(false);
+    let original = format!("bob-full-{}", random_hex(4));
+    r.bob.send_ex(
+        &a_old,
+        Some("written while you were away"),
+        Some(&original),
+        &format!("<request xmlns='{RECEIPTS}'/>"),
+    );
+    r.bob.expect_none(Duration::from_secs(1));
+
+    // Next login, another resource: the message is there.
+    r.alice = Client::login_new(&r.prosody, &r.alice.user.clone());
+    let m = expect_relayed(&mut r.alice, &b, "written while you were away");
+    assert_eq!(
+        m.to,
+        format!("{}/{old_resource}", r.alice.bare()),
+        "the relay addresses the full JID the pseudonym was made from: {m:#?}"
+    );
+    let delay = m
+        .child(DELAY, "delay")
+        .unwrap_or_else(|| panic!("not from offline storage: {m:#?}"));
+    assert_eq!(delay.attr("from"), Some(HOST), "{m:#?}");
+    assert_no_trace_of(&r.bob, &r.bob_past, &mut r.alice);
+
+    let a_new = r.alice.whoami();
+    assert_ne!(
+        a_new, a_old,
+        "identity = full: a new resource, a new pseudonym"
+    );
+
+    // A receipt from the new resource names a message relayed to another
+    // pseudonym: the relay drops the reference, and with it the message.
+    r.alice.send_ex(
+        &b,
+        None,
+        None,
+        &format!("<received xmlns='{RECEIPTS}' id='{}'/>", m.id),
+    );
+    r.bob.expect_none(Duration::from_secs(1));
+
+    // The answer reaches bob from a pseudonym he has never seen.
+    r.alice.send(&b, "back, on another device");
+    let reply = expect_relayed(&mut r.bob, &a_new, "back, on another device");
+    assert_ne!(reply.sender_bare(), a_old, "{reply:#?}");
+
+    // The old pseudonym still reaches alice while she is online elsewhere
+    // (the server routes it to her available resource).
+    r.bob.send(&a_old, "to your old pseudonym");
+    let m = expect_relayed(&mut r.alice, &b, "to your old pseudonym");
+    assert_eq!(m.to, format!("{}/{old_resource}", r.alice.bare()), "{m:#?}");
+    r.finish();
+}
+
+/// The message inside a carbon (XEP-0280) `<sent/>` or `<received/>`.
+fn carbon_copy<'m>(m: &'m Msg, direction: &str) -> &'m harness::Elem {
+    m.child(CARBONS, direction)
+        .and_then(|c| c.children.iter().find(|f| f.ns == FORWARD))
+        .and_then(|f| f.children.iter().find(|e| e.tag == "message"))
+        .unwrap_or_else(|| panic!("not a carbon <{direction}/>: {m:#?}"))
+}
+
+/// SPEC §8: one account on two devices, both with carbons enabled. A
+/// relayed message reaches each device once; an answer from the second
+/// device reaches B from the same A'; the first device gets the carbon of
+/// that answer, addressed to B'. No device of A's sees anything of B, and B
+/// sees nothing of either device.
+fn two_devices_with_carbons(runtime: &str) {
+    let mut r = Rig::new(runtime);
+    let a = r.alice.whoami();
+    let b = r.bob.whoami();
+    let mut phone = Client::login_new(&r.prosody, &r.alice.user);
+    r.alice_past.push(phone.resource.clone());
+    assert_eq!(phone.whoami(), a, "one pseudonym for both devices");
+    // Enabled after /whoami, whose carbons are not the point here.
+    r.alice.carbons(true);
+    phone.carbons(true);
+
+    r.bob.send(&a, "to both of your devices");
+    expect_relayed(&mut r.alice, &b, "to both of your devices");
+    expect_relayed(&mut phone, &b, "to both of your devices");
+
+    phone.send(&b, "answered from the phone");
+    expect_relayed(&mut r.bob, &a, "answered from the phone");
+
+    // The first device sees what the phone sent, as the server routed it.
+    let own = r.alice.bare();
+    let carbon = r.alice.expect_one(Some(&own));
+    assert_eq!(carbon.from, own, "{carbon:#?}");
+    let copy = carbon_copy(&carbon, "sent");
+    assert_eq!(copy.attr("to"), Some(b.as_str()), "{carbon:#?}");
+    assert_eq!(
+        copy.attr("from"),
+        Some(format!("{own}/{}", phone.resource).as_str()),
+        "{carbon:#?}"
+    );
+    let body = copy.children.iter().find(|e| e.tag == "body");
+    assert_eq!(
+        body.map(|e| e.text.as_str()),
+        Some("answered from the phone"),
+        "{carbon:#?}"
+    );
+
+    // Bob answers; both devices again, each once, and no carbon of a
+    // relayed message (the server delivers it to both already).
+    r.bob.send(&a, "thanks, phone");
+    expect_relayed(&mut r.alice, &b, "thanks, phone");
+    expect_relayed(&mut phone, &b, "thanks, phone");
+    r.alice.expect_none(Duration::from_millis(500));
+    phone.expect_none(Duration::from_millis(500));
+
+    // The first device answers too: still A', the phone gets the carbon.
+    r.alice.send(&b, "and from the laptop");
+    expect_relayed(&mut r.bob, &a, "and from the laptop");
+    let carbon = phone.expect_one(Some(&own));
+    let copy = carbon_copy(&carbon, "sent");
+    assert_eq!(copy.attr("to"), Some(b.as_str()), "{carbon:#?}");
+
+    // Nothing of bob on either device; nothing of alice's devices at bob's
+    // (checked by finish with alice_past).
+    assert_no_trace_of(&r.bob, &r.bob_past, &mut phone);
+    phone.quit();
+    r.finish();
+}
+
+/// Receipts, markers and chat states from either of A's devices reach B
+/// from A', carrying B's own message id. Each device that acknowledges
+/// sends its own receipt, and B gets each one.
+fn receipts_and_typing_from_two_devices(runtime: &str) {
+    let mut r = Rig::new(runtime);
+    let a = r.alice.whoami();
+    let b = r.bob.whoami();
+    r.alice.carbons(true);
+    let mut phone = Client::login_new(&r.prosody, &r.alice.user);
+    phone.carbons(true);
+    r.alice_past.push(phone.resource.clone());
+
+    let original = format!("bob-ask-{}", random_hex(4));
+    r.bob.send_ex(
+        &a,
+        Some("did both of you get this?"),
+        Some(&original),
+        &format!(
+            "<active xmlns='{CHATSTATES}'/><request xmlns='{RECEIPTS}'/>\
+             <markable xmlns='{MARKERS}'/>"
+        ),
+    );
+    let on_laptop = expect_relayed(&mut r.alice, &b, "did both of you get this?");
+    let on_phone = expect_relayed(&mut phone, &b, "did both of you get this?");
+    assert_eq!(on_laptop.id, on_phone.id, "one stanza, routed to both");
+    assert_ne!(
+        on_phone.id, original,
+        "the relayed message must get a fresh id"
+    );
+    for m in [&on_laptop, &on_phone] {
+        assert!(m.child(RECEIPTS, "request").is_some(), "{m:#?}");
+        assert!(m.child(MARKERS, "markable").is_some(), "{m:#?}");
+    }
+    let check_from_a = |m: &Msg| {
+        assert_eq!(m.from, format!("{a}/{RELAY_RESOURCE}"), "{m:#?}");
+        assert_eq!(m.kind, "chat", "{m:#?}");
+        assert_eq!(m.body, None, "{m:#?}");
+    };
+
+    // The second device acknowledges: bob gets his own id back.
+    phone.send_ex(
+        &b,
+        None,
+        Some(&format!("ack-{}", random_hex(3))),
+        &format!("<received xmlns='{RECEIPTS}' id='{}'/>", on_phone.id),
+    );
+    let ack = r.bob.expect_one(None);
+    check_from_a(&ack);
+    let received = ack
+        .child(RECEIPTS, "received")
+        .unwrap_or_else(|| panic!("no receipt: {ack:#?}"));
+    assert_eq!(received.attr("id"), Some(original.as_str()), "{ack:#?}");
+
+    // The first device acknowledges as well: a second, identical receipt.
+    r.alice.send_ex(
+        &b,
+        None,
+        None,
+        &format!("<received xmlns='{RECEIPTS}' id='{}'/>", on_laptop.id),
+    );
+    let ack = r.bob.expect_one(None);
+    check_from_a(&ack);
+    let received = ack
+        .child(RECEIPTS, "received")
+        .unwrap_or_else(|| panic!("no receipt: {ack:#?}"));
+    assert_eq!(received.attr("id"), Some(original.as_str()), "{ack:#?}");
+
+    // Read on the phone.
+    phone.send_ex(
+        &b,
+        None,
+        None,
+        &format!("<displayed xmlns='{MARKERS}' id='{}'/>", on_phone.id),
+    );
+    let marker = r.bob.expect_one(None);
+    check_from_a(&marker);
+    let displayed = marker
+        .child(MARKERS, "displayed")
+        .unwrap_or_else(|| panic!("marker lost: {marker:#?}"));
+    assert_eq!(displayed.attr("id"), Some(original.as_str()), "{marker:#?}");
+
+    // Typing on either device.
+    for (device, state) in [(&mut r.alice, "composing"), (&mut phone, "paused")] {
+        device.send_ex(&b, None, None, &format!("<{state} xmlns='{CHATSTATES}'/>"));
+        let m = r.bob.expect_one(None);
+        check_from_a(&m);
+        assert!(
+            m.child(CHATSTATES, state).is_some(),
+            "chat state lost: {m:#?}"
+        );
+    }
+
+    assert_no_trace_of(&r.bob, &r.bob_past, &mut phone);
+    phone.quit();
+    r.finish();
+}
+
+/// The end-to-end check of the memcached store: with `[memcache]` and
+/// `encrypt`, a pseudonym learnt before a relay restart still works after
+/// it, both ways (the new process has an empty cache: the lookups go to
+/// memcached), and memcached holds neither JIDs nor pseudonyms readable.
+fn restart_keeps_mappings_with_memcached(runtime: &str) {
+    let mut memcached = Memcached::start();
+    let mut r = Rig::start_with(
+        runtime,
+        ProsodyOptions::default(),
+        RelayOptions {
+            memcache: Some((memcached.addr(), random_secret())),
+            ..RelayOptions::default()
+        },
+    );
+    let a = r.alice.whoami();
+    let b = r.bob.whoami();
+    r.bob.send(&a, "before the restart");
+    expect_relayed(&mut r.alice, &b, "before the restart");
+
+    r.relay.restart(&r.prosody);
+
+    r.bob.send(&a, "after the restart");
+    expect_relayed(&mut r.alice, &b, "after the restart");
+    r.alice.send(&b, "got it");
+    expect_relayed(&mut r.bob, &a, "got it");
+
+    let dump = memcached.dump();
+    assert!(dump.contains("key="), "memcached holds no mapping:\n{dump}");
+    for secret in [&r.alice.user, &r.bob.user, &a, &b] {
+        let local = secret.split('@').next().unwrap();
+        assert!(
+            !dump.contains(local),
+            "memcached holds {secret:?} readable:\n{dump}"
+        );
+    }
+    assert!(memcached.running(), "memcached died during the test");
+    r.finish();
+    memcached.stop();
 }
