@@ -156,13 +156,15 @@ fn template_renders_with_and_without_balancing() {
 
 /// SPEC §8, scale-out: two relay instances (one per runtime) for one domain
 /// behind `domain_balancing` (`bare_source`, `component_number: 2`),
-/// sharing one memcached with `encrypt`. Eight users all write to each
-/// other; every message reaches the right person from the right pseudonym,
-/// both instances carry traffic, each sender stays on one instance, and the
-/// store holds no readable name. Then one instance stops: its senders'
-/// messages are dropped without an error (what `component_number` does);
-/// once it is back, with an empty cache, they flow again through the
-/// shared store.
+/// sharing one memcached with `encrypt`, and a third instance connected as
+/// a would-be standby. Eight users all write to each other; every message
+/// reaches the right person from the right pseudonym, both slotted
+/// instances carry traffic, each sender stays on one instance, the standby
+/// gets nothing, and the store holds no readable name. Then instance 1
+/// stops: its senders' messages are dropped without an error, and the
+/// connected standby does not take the free slot (ejabberd assigns slots
+/// only when a connection is made). Restarted, the standby takes the slot
+/// and, with an empty cache, relays through the shared store.
 #[test]
 fn two_instances_behind_domain_balancing_share_memcached() {
     let memcached = Memcached::start();
@@ -196,6 +198,16 @@ fn two_instances_behind_domain_balancing_share_memcached() {
     ej.wait_component_logins(1, &mut [&mut r1]);
     r2.spawn();
     ej.wait_component_logins(2, &mut [&mut r1, &mut r2]);
+    // Both slots are taken: ejabberd accepts this one, but routes nothing
+    // to it.
+    let mut r3 = Relay::new(
+        "relay-3",
+        ej.component_port,
+        &ej.component_secret,
+        &settings,
+    );
+    r3.spawn();
+    ej.wait_component_logins(3, &mut [&mut r1, &mut r2, &mut r3]);
 
     let resources: Vec<String> = users.iter().map(|_| resource()).collect();
     let mut clients: Vec<Client> = users
@@ -264,6 +276,7 @@ fn two_instances_behind_domain_balancing_share_memcached() {
     assert!(c1 > 0 && c2 > 0, "relay-1 relayed {c1}, relay-2 {c2}");
     assert!(relayed_by(&r1).is_subset(&on1), "a sender moved instance");
     assert!(relayed_by(&r2).is_subset(&on2), "a sender moved instance");
+    assert!(r3.whoami_senders().is_empty() && r3.relayed() == 0);
 
     // A dump of the shared store names nobody (encrypt is set).
     let dump = memcached.dump();
@@ -291,7 +304,8 @@ fn two_instances_behind_domain_balancing_share_memcached() {
     }
 
     // Instance 1 goes away: ejabberd keeps its slot, and drops what the
-    // senders pinned to it write to the relay, without an error.
+    // senders pinned to it write to the relay, without an error. The
+    // connected standby does not take the slot.
     let s = users
         .iter()
         .position(|u| on1.contains(&bare_of(u)))
@@ -300,7 +314,6 @@ fn two_instances_behind_domain_balancing_share_memcached() {
         .iter()
         .position(|u| on2.contains(&bare_of(u)))
         .unwrap();
-    let logins = ej.component_logins();
     r1.stop_cleanly();
     clients[s].send(&pseudonyms[t], "while relay-1 is down");
     clients[t].send(&pseudonyms[s], "relay-2 still relays");
@@ -308,18 +321,98 @@ fn two_instances_behind_domain_balancing_share_memcached() {
     check_relayed(&m, &clients[s], &pseudonyms[t], "relay-2 still relays");
     clients[t].expect_none(Duration::from_secs(3));
     clients[s].expect_none(Duration::from_millis(200));
+    assert_eq!(r3.relayed(), 0, "the standby took the free slot after all");
 
-    // Back, with an empty cache: the lookup goes to memcached.
-    r1.spawn();
-    ej.wait_component_logins(logins + 1, &mut [&mut r1, &mut r2]);
-    clients[s].send(&pseudonyms[t], "relay-1 is back");
-    expect_relayed(&mut clients[t], &pseudonyms[s], "relay-1 is back");
+    // The standby reconnects and takes the free slot; its cache is empty,
+    // so the lookup goes to memcached.
+    let logins = ej.component_logins();
+    r3.stop_cleanly();
+    r3.spawn();
+    ej.wait_component_logins(logins + 1, &mut [&mut r2, &mut r3]);
+    clients[s].send(&pseudonyms[t], "relay-3 took the slot");
+    expect_relayed(&mut clients[t], &pseudonyms[s], "relay-3 took the slot");
+    assert_eq!(r3.relayed(), 1, "relay-3 should have relayed it");
 
-    r1.stop_cleanly();
     r2.stop_cleanly();
+    r3.stop_cleanly();
     for c in &mut clients {
         c.quit();
     }
+    ej.stop();
+}
+
+/// The other side of the trade-off (SPEC §8): two instances on one domain
+/// without `domain_balancing`. ejabberd picks a connection at random for
+/// every stanza, so one sender's messages are spread over both instances
+/// (and may overtake each other), and when one instance stops the other
+/// carries everything: nothing is lost.
+#[test]
+fn without_domain_balancing_traffic_fails_over() {
+    let memcached = Memcached::start();
+    let mut ej = Ejabberd::start(1);
+    let (alice, bob) = (
+        format!("alice-{}", random_hex(4)),
+        format!("bob-{}", random_hex(4)),
+    );
+    ej.register(&alice);
+    ej.register(&bob);
+    let mut settings = RelaySettings::new("smol");
+    settings.memcache = Some((memcached.addr(), random_secret()));
+    settings.keepalive = 3600;
+    let mut r1 = Relay::new(
+        "relay-1",
+        ej.component_port,
+        &ej.component_secret,
+        &settings,
+    );
+    let mut r2 = Relay::new(
+        "relay-2",
+        ej.component_port,
+        &ej.component_secret,
+        &settings,
+    );
+    r1.spawn();
+    ej.wait_component_logins(1, &mut [&mut r1]);
+    r2.spawn();
+    ej.wait_component_logins(2, &mut [&mut r1, &mut r2]);
+
+    let mut a = Client::login(ej.c2s_port, &alice, &resource());
+    let mut b = Client::login(ej.c2s_port, &bob, &resource());
+    let ap = a.whoami();
+    let bp = b.whoami();
+
+    let sent: Vec<String> = (0..40).map(|i| format!("spread {i:02}")).collect();
+    for body in &sent {
+        b.send(&ap, body);
+    }
+    let got = a.expect(sent.len(), Duration::from_secs(20), None);
+    for m in &got {
+        check_relayed(m, &a, &bp, m.body.as_deref().unwrap_or(""));
+    }
+    let mut bodies: Vec<String> = got.iter().filter_map(|m| m.body.clone()).collect();
+    let in_order = bodies == sent;
+    bodies.sort();
+    assert_eq!(bodies, sent, "lost or duplicated messages");
+    let (c1, c2) = (r1.relayed(), r2.relayed());
+    eprintln!("relay-1 relayed {c1}, relay-2 {c2}; in order: {in_order}");
+    assert_eq!(c1 + c2, sent.len());
+    assert!(
+        c1 > 0 && c2 > 0,
+        "one sender's messages should be spread: {c1} / {c2}"
+    );
+
+    // One instance stops: the other carries everything, both ways.
+    r1.stop_cleanly();
+    for i in 0..10 {
+        b.send(&ap, &format!("after failover {i}"));
+        expect_relayed(&mut a, &bp, &format!("after failover {i}"));
+        a.send(&bp, &format!("answer {i}"));
+        expect_relayed(&mut b, &ap, &format!("answer {i}"));
+    }
+
+    r2.stop_cleanly();
+    a.quit();
+    b.quit();
     ej.stop();
 }
 
