@@ -12,8 +12,10 @@ use crate::ns;
 /// What a reference id points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RefKind {
-    /// A receipt or chat marker: names a message the referrer received.
-    Received,
+    /// A receipt or chat marker: names a message the referrer received. The
+    /// bit tells the kinds apart (receipt, marker received, displayed,
+    /// acknowledged), so only the first of each kind is passed back.
+    Received(u8),
     /// A correction: names the referrer's own earlier message.
     Own,
 }
@@ -86,7 +88,7 @@ pub(crate) fn allowed<'a>(
                     c,
                     "received",
                     ns::RECEIPTS,
-                    RefKind::Received,
+                    RefKind::Received(1),
                     &mut translate,
                 ),
                 _ => None,
@@ -96,8 +98,14 @@ pub(crate) fn allowed<'a>(
                     name: "markable",
                     ns: ns::MARKERS,
                 }),
-                _ => static_name(name, &["received", "displayed", "acknowledged"])
-                    .and_then(|n| reference(c, n, ns::MARKERS, RefKind::Received, &mut translate)),
+                _ => static_name(name, &["received", "displayed", "acknowledged"]).and_then(|n| {
+                    let bit = match n {
+                        "received" => 2,
+                        "displayed" => 4,
+                        _ => 8,
+                    };
+                    reference(c, n, ns::MARKERS, RefKind::Received(bit), &mut translate)
+                }),
             },
             ns::CORRECTION if name == "replace" => {
                 reference(c, "replace", ns::CORRECTION, RefKind::Own, &mut translate)

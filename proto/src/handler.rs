@@ -368,7 +368,7 @@ impl Relay {
     ) {
         let ids = &mut self.ids;
         let items = filter::allowed(el, |k, id| match k {
-            RefKind::Received => ids.back(id, &sender_local, local),
+            RefKind::Received(bit) => ids.back(id, &sender_local, local, bit),
             RefKind::Own => ids.forward(id, &sender_local, local),
         });
         if items.is_empty() {
@@ -415,6 +415,7 @@ impl Relay {
                 sender_full: from.full().to_owned(),
                 sender_local,
                 recipient_local: local.to_owned(),
+                acked: 0,
             },
         );
     }

@@ -5,7 +5,9 @@
 //! fresh id and are translated back to the original; corrections from the
 //! sender name the original and are translated forward. Each entry also
 //! records who talked to whom, so a reference is honoured only between the
-//! same two pseudonyms; anything else is dropped.
+//! same two pseudonyms; anything else is dropped. Only the first receipt or
+//! marker of each kind for a message passes: when every device of an
+//! account acknowledges, the sender would otherwise count the devices.
 
 use data_encoding::BASE32_NOPAD;
 use hmac::{Hmac, KeyInit, Mac};
@@ -25,6 +27,8 @@ pub(crate) struct Sent {
     pub(crate) sender_local: String,
     /// Pseudonym localpart of the recipient.
     pub(crate) recipient_local: String,
+    /// Kinds of acknowledgement already passed back (bits of `RefKind::Received`).
+    pub(crate) acked: u8,
 }
 
 pub(crate) struct IdMap {
@@ -76,13 +80,22 @@ impl IdMap {
         self.by_fresh.get(fresh).map(|s| &*s)
     }
 
-    /// A receipt or marker from `from_local` to `to_local` naming `fresh`:
-    /// the original id, if that message went from `to_local` to `from_local`.
-    pub(crate) fn back(&mut self, fresh: &str, from_local: &str, to_local: &str) -> Option<String> {
+    /// A receipt or marker of kind `bit` from `from_local` to `to_local`
+    /// naming `fresh`: the original id, if that message went from `to_local`
+    /// to `from_local` and no acknowledgement of this kind passed yet.
+    pub(crate) fn back(
+        &mut self,
+        fresh: &str,
+        from_local: &str,
+        to_local: &str,
+        bit: u8,
+    ) -> Option<String> {
         let s = self.by_fresh.get(fresh)?;
-        (s.recipient_local == from_local && s.sender_local == to_local)
-            .then(|| s.orig_id.clone())
-            .flatten()
+        if s.recipient_local != from_local || s.sender_local != to_local || s.acked & bit != 0 {
+            return None;
+        }
+        s.acked |= bit;
+        s.orig_id.clone()
     }
 
     /// A correction from `from_local` to `to_local` naming its own `orig`:
@@ -109,6 +122,7 @@ mod tests {
             sender_full: "a@x/r".into(),
             sender_local: "pa".into(),
             recipient_local: "pb".into(),
+            acked: 0,
         }
     }
 
@@ -127,10 +141,14 @@ mod tests {
         let mut m = IdMap::new(&[1; 32], 10);
         let f = m.fresh();
         m.record(f.clone(), sent("orig-1"));
-        assert_eq!(m.back(&f, "pb", "pa").as_deref(), Some("orig-1"));
-        assert_eq!(m.back(&f, "pc", "pa"), None);
-        assert_eq!(m.back(&f, "pa", "pb"), None);
-        assert_eq!(m.back("unknown", "pb", "pa"), None);
+        assert_eq!(m.back(&f, "pc", "pa", 1), None);
+        assert_eq!(m.back(&f, "pa", "pb", 1), None);
+        assert_eq!(m.back("unknown", "pb", "pa", 1), None);
+        assert_eq!(m.back(&f, "pb", "pa", 1).as_deref(), Some("orig-1"));
+        // A second acknowledgement of the same kind (another device) is dropped…
+        assert_eq!(m.back(&f, "pb", "pa", 1), None);
+        // …one of another kind passes.
+        assert_eq!(m.back(&f, "pb", "pa", 4).as_deref(), Some("orig-1"));
         assert_eq!(m.forward("orig-1", "pa", "pb").as_deref(), Some(f.as_str()));
         assert_eq!(m.forward("orig-1", "pa", "pc"), None);
         assert_eq!(m.forward("orig-1", "pc", "pb"), None);

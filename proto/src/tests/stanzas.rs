@@ -261,6 +261,11 @@ fn receipts_markers_and_corrections_translate_ids() {
         h.one().elements().next().unwrap().attr("id"),
         Some("orig-1")
     );
+    // Alice's other device acknowledges too: Bob must not learn how many
+    // devices she has, so the second receipt and marker are dropped.
+    h.feed(&format!("<message from='alice@a.example/tablet' to='{b}' id='r2'><received xmlns='urn:xmpp:receipts' id='{fresh}'/></message>"));
+    h.feed(&format!("<message from='alice@a.example/tablet' to='{b}'><displayed xmlns='urn:xmpp:chat-markers:0' id='{fresh}'/></message>"));
+    assert!(h.take().is_empty());
     // Bob corrects his message: Alice sees the id she knows.
     h.feed(&format!("<message from='{BOB}' to='{a}' id='orig-2'><body>hello</body><replace xmlns='urn:xmpp:message-correct:0' id='orig-1'/></message>"));
     let c = h.one();
