@@ -127,6 +127,7 @@ fn core_scenario(runtime: &'static str) {
     relay.stop_cleanly();
     a.quit();
     b.quit();
+    ej.assert_no_problems();
     ej.stop();
 }
 
@@ -338,6 +339,7 @@ fn two_instances_behind_domain_balancing_share_memcached() {
     for c in &mut clients {
         c.quit();
     }
+    ej.assert_no_problems();
     ej.stop();
 }
 
@@ -413,6 +415,7 @@ fn without_domain_balancing_traffic_fails_over() {
     r2.stop_cleanly();
     a.quit();
     b.quit();
+    ej.assert_no_problems();
     ej.stop();
 }
 

@@ -253,6 +253,24 @@ impl Ejabberd {
         read_lossy(&self.log_path())
     }
 
+    /// The log's warning and error lines.
+    pub fn problems(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| {
+                l.contains(" [warning] ") || l.contains(" [error] ") || l.contains(" [critical] ")
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Panic if ejabberd logged a warning or an error: a stanza the relay
+    /// wrote that ejabberd did not like shows up there.
+    pub fn assert_no_problems(&self) {
+        let p = self.problems();
+        assert!(p.is_empty(), "ejabberd logged:\n{}", p.join("\n"));
+    }
+
     /// How often a component has completed the handshake.
     pub fn component_logins(&self) -> usize {
         self.log().matches(COMPONENT_ACCEPTED).count()
