@@ -155,6 +155,62 @@ fn template_renders_with_and_without_balancing() {
     )));
 }
 
+/// The README's ejabberd snippet is the fenced block after this marker.
+const README_MARKER: &str = "<!-- ejabberd-config -->";
+
+/// Check that the fenced block after [`README_MARKER`] in `doc` is taken
+/// from the template: its lines appear in the template, in order, filled in
+/// with the README's example values (domain `axr.example.org`, port 5347,
+/// password `CHANGE-ME`, two instances). `None` when there is no marker.
+fn check_readme_snippet(doc: &str) -> Option<Result<(), String>> {
+    let at = doc.find(README_MARKER)?;
+    let rest = &doc[at + README_MARKER.len()..];
+    let Some(open) = rest.find("```") else {
+        return Some(Err("no fenced block after the marker".into()));
+    };
+    let body = &rest[open..];
+    let first_newline = body.find('\n').unwrap_or(body.len());
+    let Some(end) = body[first_newline..].find("\n```") else {
+        return Some(Err("the fenced block is not closed".into()));
+    };
+    let snippet = &body[first_newline + 1..first_newline + end];
+    let rendered = ejabberd::render_config(5222, 5347, "CHANGE-ME", 2, "info")
+        .replace(COMPONENT, "axr.example.org");
+    let mut template = rendered.lines().map(str::trim_end);
+    for line in snippet.lines().map(str::trim_end).filter(|l| !l.is_empty()) {
+        if !template.any(|t| t == line) {
+            return Some(Err(format!(
+                "snippet line {line:?} is not in scripts/ejabberd.yml.in (or not in \
+                 the same order); rendered template:\n{rendered}"
+            )));
+        }
+    }
+    Some(Ok(()))
+}
+
+/// The README's ejabberd snippet cannot drift from the file the tests run.
+#[test]
+fn readme_ejabberd_snippet_comes_from_the_template() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    match check_readme_snippet(&readme) {
+        Some(Ok(())) => {}
+        Some(Err(e)) => panic!("README.md: {e}"),
+        None => eprintln!("README.md has no {README_MARKER} block: nothing to compare"),
+    }
+
+    // The check itself: the operator's snippet passes, a changed one fails.
+    let good = format!(
+        "{README_MARKER}\n```yaml\nlisten:\n  -\n    port: 5347\n    ip: \"127.0.0.1\"\n    \
+         module: ejabberd_service\n    max_stanza_size: 524288\n    hosts:\n      \
+         \"axr.example.org\":\n        password: \"CHANGE-ME\"\n\ndomain_balancing:\n  \
+         \"axr.example.org\":\n    type: bare_source\n    component_number: 2\n```\n"
+    );
+    assert_eq!(check_readme_snippet(&good), Some(Ok(())));
+    let bad = good.replace("524288", "1048576");
+    assert!(matches!(check_readme_snippet(&bad), Some(Err(_))));
+}
+
 /// SPEC §8, scale-out: two relay instances (one per runtime) for one domain
 /// behind `domain_balancing` (`bare_source`, `component_number: 2`),
 /// sharing one memcached with `encrypt`, and a third instance connected as
