@@ -160,7 +160,6 @@ impl Ejabberd {
             fs::File::create(dir.path().join("ejabberd.out")).map_err(|e| e.to_string())?;
         let child = Ejabberd::ctl_command(dir.path())
             .arg("foreground")
-            .env("EJABBERD_PID_PATH", dir.path().join("ejabberd.pid"))
             .stdin(Stdio::null())
             .stdout(out_file.try_clone().map_err(|e| e.to_string())?)
             .stderr(out_file)
@@ -292,33 +291,51 @@ impl Ejabberd {
         );
     }
 
-    /// `ejabberdctl stop`, then wait for the node to exit; kill it if it
-    /// does not within 30 s.
+    /// `ejabberdctl stop`, then wait for the node to exit. Whatever
+    /// happens, no VM of this node is left running: it runs as another user
+    /// in another session, so the end of the `ejabberdctl` process does not
+    /// end it.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Ok(Some(_)) = child.try_wait() {
+        if !self.vm_pids().is_empty() {
+            if let Err(e) = self.ctl(&["stop"]) {
+                eprintln!("ejabberdctl stop: {e}");
+            }
+        }
+        if let Some(mut child) = self.child.take() {
+            if wait_bounded(&mut child, Duration::from_secs(30)).is_none() {
+                eprintln!("ejabberd did not stop within 30 s");
+            }
+        }
+        if wait_until(Duration::from_secs(10), || self.vm_pids().is_empty()) {
             return;
         }
-        if let Err(e) = self.ctl(&["stop"]) {
-            eprintln!("ejabberdctl stop: {e}");
+        eprintln!("killing the VM of ejabberd node {}", self.node);
+        for pid in self.vm_pids() {
+            signal(pid, "KILL");
         }
-        if wait_bounded(&mut child, Duration::from_secs(30)).is_none() {
-            eprintln!("ejabberd did not stop within 30 s; killing it");
-            self.kill_node();
+        if !wait_until(Duration::from_secs(10), || self.vm_pids().is_empty()) {
+            eprintln!("the VM of ejabberd node {} survived SIGKILL", self.node);
         }
     }
 
-    /// SIGKILL the node's Erlang VM (it runs as another user, in another
-    /// session, so killing the `ejabberdctl` process would leave it).
-    fn kill_node(&self) {
-        let pid_file = self.dir.path().join("ejabberd.pid");
-        if let Ok(pid) = fs::read_to_string(pid_file) {
-            if let Ok(pid) = pid.trim().parse::<u32>() {
-                signal(pid, "KILL");
-            }
-        }
+    /// Processes started as this node (`-sname NODE`): its Erlang VM.
+    fn vm_pids(&self) -> Vec<u32> {
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+                    return false;
+                };
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                args.first().is_some_and(|a| a.ends_with(b"beam.smp"))
+                    && args
+                        .windows(2)
+                        .any(|w| w[0] == b"-sname" && w[1] == self.node.as_bytes())
+            })
+            .collect()
     }
 }
 
