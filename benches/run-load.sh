@@ -92,11 +92,11 @@ for t in smol blocking; do
 done
 
 echo
-echo "label | msg/s | p50 us | p99 us | max us | lost+dup+misrouted+corrupt+errors | relay CPU us/msg | RSS 10% -> 100% (peak) KiB"
+echo "label | msg/s | p50 us | p99 us | max us | lost+dup+misrouted+corrupt+errors | relay CPU us/msg | RSS 10% -> 50% -> 100% (peak) KiB"
 grep '^RESULT' "$OUT" | sed 's/^RESULT //' | awk '{
   delete f; for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
   if ("failed" in f) { printf "%s | FAILED (exit %s)\n", f["label"], f["failed"]; next }
-  printf "%s | %s | %s | %s | %s | %d | %s | %s -> %s (%s)\n", f["label"], f["msg_per_s"], f["p50_us"], f["p99_us"], f["max_us"],
-    f["missing"] + f["dup"] + f["misrouted"] + f["corrupt"] + f["errors"], f["relay_cpu_us_per_msg"], f["rss10_kib"], f["rss100_kib"], f["hwm_kib"] }'
+  printf "%s | %s | %s | %s | %s | %d | %s | %s -> %s -> %s (%s)\n", f["label"], f["msg_per_s"], f["p50_us"], f["p99_us"], f["max_us"],
+    f["missing"] + f["dup"] + f["misrouted"] + f["corrupt"] + f["errors"], f["relay_cpu_us_per_msg"], f["rss10_kib"], f["rss50_kib"], f["rss100_kib"], f["hwm_kib"] }'
 echo "results: $OUT"
 [ "$FAILED" = 0 ] || { echo "$FAILED run(s) were not clean" >&2; exit 1; }

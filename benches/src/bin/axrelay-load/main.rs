@@ -465,13 +465,14 @@ impl Report {
                 .or(self.rss.last())
                 .map_or(0, |(_, r)| *r)
         };
+        let series: Vec<String> = (1..=10)
+            .map(|d| format!("{}", quart(d as f64 / 10.0) / 1024))
+            .collect();
         println!(
-            "  RSS ({}): at 10% {} KiB, 50% {} KiB, 100% {} KiB; peak {} KiB",
+            "  RSS ({}) at 10%, 20%, ... 100% of the messages: {} MiB; peak {} MiB",
             self.rss_scope,
-            quart(0.10),
-            quart(0.5),
-            quart(1.0),
-            self.hwm_kib.unwrap_or(0)
+            series.join(" "),
+            self.hwm_kib.unwrap_or(0) / 1024
         );
         match &self.stop {
             Ok(s) => println!("  end: {s}"),
@@ -480,7 +481,7 @@ impl Report {
         println!(
             "RESULT label={} target={} exec={} store={store} cold={} users={users} senders={senders} \
              messages={} body={} rate={} ok={} msg_per_s={:.0} p50_us={} p99_us={} max_us={} \
-             missing={} dup={} misrouted={} corrupt={} errors={} rss10_kib={} rss100_kib={} hwm_kib={} \
+             missing={} dup={} misrouted={} corrupt={} errors={} rss10_kib={} rss50_kib={} rss100_kib={} hwm_kib={} \
              relay_cpu_us_per_msg={:.2} clean={}",
             if a.label.is_empty() { "-" } else { &a.label },
             a.kind.name(),
@@ -500,6 +501,7 @@ impl Report {
             o.corrupt,
             o.errors,
             quart(0.10),
+            quart(0.5),
             quart(1.0),
             self.hwm_kib.unwrap_or(0),
             self.relay_ticks
