@@ -51,6 +51,8 @@ USAGE: axrelay-load [OPTIONS]
   --timeout SECS               bound on the whole run (default 300)
   --rss-every MS               RSS sampling interval (default 250)
   --label TEXT                 tag for the RESULT line
+  --id-map-capacity N          in process: the relay's id-map capacity (default: the
+                               relay's own, 100000), for experiments
 
 Prints a summary and one `RESULT key=value ...` line. Exit status 0 when every
 message arrived intact, exactly once, at the right user from the right
@@ -74,6 +76,7 @@ struct Args {
     timeout: Duration,
     rss_every: Duration,
     label: String,
+    id_map_capacity: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -93,6 +96,7 @@ fn parse_args() -> Result<Args, String> {
         timeout: Duration::from_secs(300),
         rss_every: Duration::from_millis(250),
         label: String::new(),
+        id_map_capacity: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -131,6 +135,7 @@ fn parse_args() -> Result<Args, String> {
             "--timeout" => a.timeout = Duration::from_secs(num(&flag, value(&flag)?)?),
             "--rss-every" => a.rss_every = Duration::from_millis(num(&flag, value(&flag)?)?),
             "--label" => a.label = value("--label")?,
+            "--id-map-capacity" => a.id_map_capacity = Some(num(&flag, value(&flag)?)?),
             other => return Err(format!("unknown option '{other}' (see --help)")),
         }
     }
@@ -250,6 +255,7 @@ fn run(args: &Args) -> Result<Report, String> {
             std::process::id(),
             random_hex(4)
         )),
+        id_map_capacity: args.id_map_capacity,
     };
     let result = load(args, &setup, &listener, deadline, &counts);
     let _ = std::fs::remove_file(&setup.config_path);
@@ -415,6 +421,20 @@ impl Report {
             us(o.latency.mean())
         );
         if a.rate.is_some() {
+            let w = &o.worst_per_100ms;
+            let mut worst: Vec<(usize, u64)> = w.iter().copied().enumerate().collect();
+            worst.sort_by_key(|(_, l)| std::cmp::Reverse(*l));
+            let show: Vec<String> = worst
+                .iter()
+                .take(6)
+                .map(|(i, l)| format!("{:.1}s:{}ms", *i as f64 / 10.0, l / 1_000_000))
+                .collect();
+            println!(
+                "  100 ms windows whose worst latency passed 1 ms: {} of {}; worst (send time: latency): {}",
+                w.iter().filter(|l| **l > 1_000_000).count(),
+                w.len(),
+                show.join(" ")
+            );
             println!(
                 "  sender: worst lag behind schedule {:.2} ms",
                 o.max_send_lag.as_secs_f64() * 1e3
@@ -560,6 +580,7 @@ mod tests {
             timeout: Duration::from_secs(60),
             rss_every: Duration::from_millis(50),
             label: String::new(),
+            id_map_capacity: None,
         }
     }
 

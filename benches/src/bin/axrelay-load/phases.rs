@@ -130,6 +130,8 @@ pub struct Outcome {
     pub unexpected: u64,
     pub first_problem: Option<String>,
     pub latency: Histogram,
+    /// Worst latency of the messages sent in each 100 ms of the load.
+    pub worst_per_100ms: Vec<u64>,
     /// First send to last receive.
     pub elapsed: Duration,
     /// Rate mode: worst delay of a send behind its schedule.
@@ -429,7 +431,16 @@ impl Checker<'_> {
             return;
         }
         out.ok += 1;
-        out.latency.record(now.saturating_sub(t));
+        let lat = now.saturating_sub(t);
+        out.latency.record(lat);
+        // Bounded by the run's time limit (one slot per 100 ms).
+        let slot = (t / 100_000_000) as usize;
+        if slot < 100_000 {
+            if out.worst_per_100ms.len() <= slot {
+                out.worst_per_100ms.resize(slot + 1, 0);
+            }
+            out.worst_per_100ms[slot] = out.worst_per_100ms[slot].max(lat);
+        }
     }
 }
 

@@ -50,6 +50,8 @@ pub struct Setup {
     pub memcached: Option<String>,
     /// Where the child's configuration file goes.
     pub config_path: PathBuf,
+    /// In process: override the relay's id-map capacity (for experiments).
+    pub id_map_capacity: Option<usize>,
 }
 
 /// A started component.
@@ -88,6 +90,9 @@ impl Running {
             .ok_or("an in-process relay needs a store")?;
         let mut cfg = Config::new(wire::COMPONENT, &setup.password, setup.secret.as_bytes());
         cfg.id_key = setup.id_key;
+        if let Some(c) = setup.id_map_capacity {
+            cfg.id_map_capacity = c;
+        }
         let relay = Relay::new(cfg).map_err(|e| format!("relay configuration: {e}"))?;
         let mut opts = Options::new("127.0.0.1", setup.port);
         opts.stats_interval = Duration::from_secs(3600);
