@@ -4,7 +4,9 @@
 //!
 //! Usage: `axrelay-hotpath CASE [BATCHES]`, CASE one of `relay-100`,
 //! `relay-1k`, `relay-10k`, `typing`, `whoami`, `cold`, `parse-100`,
-//! `parse-1k`, `parse-10k`. Each batch is 1000 stanzas.
+//! `parse-1k`, `parse-10k`. Each batch is 1000 stanzas. `stalls` feeds
+//! 100-byte messages one by one and prints the distribution of the time
+//! each one takes, to show pauses (cache rotations) that averages hide.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -49,7 +51,7 @@ fn main() -> ExitCode {
             }
             v
         }
-        "cold" => Vec::new(),
+        "cold" | "stalls" => Vec::new(),
         other => {
             eprintln!("unknown case {other}");
             return ExitCode::from(2);
@@ -57,6 +59,32 @@ fn main() -> ExitCode {
     };
     let mut start = (Instant::now(), schedstat());
     let mut bytes = 0usize;
+    if case == "stalls" {
+        let one: Vec<Vec<u8>> = (0..BATCH)
+            .map(|k| fixture::message_batch(1, 100, 100, &locals, k))
+            .collect();
+        let mut h = axrelay_benches::hist::Histogram::default();
+        let mut slow = Vec::new();
+        for n in 0..batches * BATCH {
+            let t = Instant::now();
+            f.feed(&one[n % BATCH]);
+            let ns = t.elapsed().as_nanos() as u64;
+            h.record(ns);
+            if ns > 1_000_000 {
+                slow.push((n, ns / 1000));
+            }
+        }
+        println!(
+            "stalls: {} messages one by one: p50 {} ns, p99 {} ns, p99.99 {} ns, max {} us; over 1 ms: {:?}",
+            h.count(),
+            h.quantile(0.5),
+            h.quantile(0.99),
+            h.quantile(0.9999),
+            h.max() / 1000,
+            slow
+        );
+        std::process::exit(0);
+    }
     if case == "cold" {
         let pool: Vec<String> = (1000..1000 + BATCH * batches)
             .map(|i| f.prestore(i))
