@@ -293,12 +293,13 @@ impl Ctx<'_> {
     }
 
     /// A value for a place that is relayed on purpose: never identifying.
+    /// (Seen ids include the author's own ids echoed in error replies.)
     fn free(&self, v: &Value) -> String {
         match v {
             Value::Free(f) => clean(&f.0),
             Value::Seen(i) => match self.seen.len() {
                 0 => String::new(),
-                n => self.seen[usize::from(*i) % n].clone(),
+                n => clean(&self.seen[usize::from(*i) % n]),
             },
             _ => "plain".to_owned(),
         }
@@ -414,10 +415,10 @@ fn is_stanza_ns(ns: &Option<Ns>) -> bool {
 
 fn child(cx: &Ctx, c: &Child, top: bool) -> String {
     let n = name(&c.name);
-    // Direct children body/subject/thread in a stanza namespace: relayed text.
+    // Direct children body/subject/thread in a stanza namespace, prefixed or
+    // not (`<q:body xmlns:q='jabber:client'>` is a body): relayed text.
     let relayed = top
         && is_stanza_ns(&c.ns)
-        && !c.prefix
         && matches!(c.name, Name::Body | Name::Subject | Name::Thread);
     let (tag, decl) = match (&c.ns, c.prefix) {
         (Some(ns), true) => (format!("q:{n}"), format!(" xmlns:q='{}'", esc(&cx.ns(ns)))),
