@@ -46,7 +46,7 @@ for t in "${TARGETS[@]}"; do
     failed+=("$t")
     continue
   fi
-  grep -E '^#[0-9]+ +DONE' "$WORK/$t.log" | tail -1 || true
+  grep -E '^#[0-9]+[[:space:]]+DONE' "$WORK/$t.log" | tail -1 || true
 done
 
 if [ "${#failed[@]}" -gt 0 ]; then
