@@ -412,14 +412,23 @@ impl Relay {
             "conflict" => DisconnectReason::Conflict,
             _ => DisconnectReason::StreamError(cond),
         };
-        self.writer.close(&mut self.out);
+        if !self.sent_close() {
+            self.writer.close(&mut self.out);
+        }
         self.disconnect(reason);
     }
 
     fn bad_input(&mut self, e: &FrameError) {
         log::warn!("closing the stream: the server sent unparsable XML ({e})");
-        self.writer.stream_error(&mut self.out, e.condition());
+        if !self.sent_close() {
+            self.writer.stream_error(&mut self.out, e.condition());
+        }
         self.disconnect(DisconnectReason::BadInput(e.to_string()));
+    }
+
+    /// Our `</stream:stream>` is out: nothing may follow it on this stream.
+    fn sent_close(&self) -> bool {
+        matches!(self.state, State::Closing { .. })
     }
 
     fn send_ping(&mut self) {

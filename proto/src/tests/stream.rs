@@ -138,6 +138,27 @@ fn graceful_stop_closes_and_waits_for_the_server() {
 }
 
 #[test]
+fn nothing_follows_our_close() {
+    // Whatever the server sends while we wait for its close — a stream error
+    // or bytes that do not parse — our `</stream:stream>` stays the last thing
+    // written on the stream.
+    for input in [
+        "<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
+        "<message><</message>",
+    ] {
+        let mut h = Harness::online(config());
+        h.relay.shutdown(h.now);
+        h.pump();
+        assert!(h.closed_stream);
+        let written = h.raw_out.len();
+        h.feed(input);
+        assert_eq!(h.disconnects.len(), 1, "{input}");
+        assert_eq!(h.raw_out.len(), written, "wrote after our close: {input}");
+        assert!(String::from_utf8_lossy(&h.raw_out).ends_with("</stream:stream>"));
+    }
+}
+
+#[test]
 fn graceful_stop_finishes_waiting_stanzas_first() {
     let mut h = Harness::online(config());
     let a = h.whoami("alice@a.example/phone");
