@@ -456,6 +456,12 @@ impl Framer {
                     if let Some(done) = self.stack.pop() {
                         match self.stack.last_mut() {
                             Some(parent) => parent.children.push(Node::Element(done)),
+                            // The end tag counts too: a stanza that only its
+                            // end tag takes over the limit is skipped, as it
+                            // is when the end tag arrives in a later read.
+                            None if self.stanza_bytes > self.limits.max_stanza_bytes => {
+                                out.push(Frame::Skipped(Some(head_of(&done))))
+                            }
                             None => out.push(Frame::Stanza(done)),
                         }
                     }
@@ -463,6 +469,8 @@ impl Framer {
                         if let Some(head) = self.discard.take() {
                             out.push(Frame::Skipped(head));
                         }
+                        // Between stanzas: the next one starts from zero.
+                        self.stanza_bytes = 0;
                     }
                 }
             }
@@ -547,6 +555,51 @@ mod tests {
             assert_eq!(
                 names(&frames),
                 ["header:abc", "message:1", "skipped:2", "message:3"],
+                "step {step}"
+            );
+        }
+    }
+
+    /// A message of exactly `total` bytes, end tag included.
+    fn message_of(id: &str, total: usize) -> String {
+        let shell = format!("<message id='{id}'><body></body></message>");
+        format!(
+            "<message id='{id}'><body>{}</body></message>",
+            "y".repeat(total - shell.len())
+        )
+    }
+
+    #[test]
+    fn the_limit_counts_the_whole_stanza_whatever_the_chunking() {
+        for (total, expect) in [(4096, "message:m"), (4097, "skipped:m")] {
+            let doc = format!("{HEADER}{}<message id='after'/>", message_of("m", total));
+            for step in [1usize, 2, 7, 100, 4000, 4095, 4096, 100_000] {
+                let chunks: Vec<&[u8]> = doc.as_bytes().chunks(step).collect();
+                let (frames, r) = run(&chunks);
+                r.unwrap();
+                assert_eq!(
+                    names(&frames),
+                    ["header:abc", expect, "message:after"],
+                    "{total} bytes, step {step}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_stanza_does_not_count_against_the_next() {
+        let doc = format!(
+            "{HEADER}{}{}<message id='c'/>",
+            message_of("a", 4096),
+            message_of("b", 200)
+        );
+        for step in [1usize, 3, 64, 4096, 4200, 100_000] {
+            let chunks: Vec<&[u8]> = doc.as_bytes().chunks(step).collect();
+            let (frames, r) = run(&chunks);
+            r.unwrap();
+            assert_eq!(
+                names(&frames),
+                ["header:abc", "message:a", "message:b", "message:c"],
                 "step {step}"
             );
         }
