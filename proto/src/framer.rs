@@ -313,7 +313,14 @@ impl Framer {
                 None => data.len(),
             });
         }
-        let end = data.len().min(SLICE);
+        let mut end = data.len().min(SLICE);
+        if self.seen_root {
+            // rxml never sees past the first byte over the limit: what comes
+            // after it is skipped unparsed, so an error there cannot end the
+            // stream in one split of the input and pass in another.
+            let used = self.stanza_bytes + self.tape.len();
+            end = end.min((self.limits.max_stanza_bytes + 1).saturating_sub(used).max(1));
+        }
         let mut slice = &data[..end];
         loop {
             let before = slice.len();
@@ -322,9 +329,14 @@ impl Framer {
             self.tape.extend_from_slice(&data[start..end - slice.len()]);
             match result {
                 Ok(Some(ev)) => {
+                    let had_root = self.seen_root;
                     if self.on_event(ev, out)? {
                         // A raw skip started: rescan what rxml held.
                         self.begin_raw_skip(out)?;
+                        return Ok(end - slice.len());
+                    }
+                    if !had_root && self.seen_root {
+                        // From here on the slice is bounded by the limit.
                         return Ok(end - slice.len());
                     }
                 }
@@ -583,6 +595,26 @@ mod tests {
                     "{total} bytes, step {step}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn bytes_past_the_limit_are_skipped_unparsed_whatever_the_chunking() {
+        // Invalid UTF-8, a control character, an undefined entity and `]]>`
+        // after the limit: the stanza is
+        // skipped in every split, never a parse error in some of them.
+        let mut doc = format!("{HEADER}<message id='m'><body>").into_bytes();
+        doc.extend(std::iter::repeat_n(b'z', 5000));
+        doc.extend_from_slice(b"\xff\x01 &bogus; ]]></body></message><message id='after'/>");
+        for step in [1usize, 100, 4099, 8192, 100_000] {
+            let chunks: Vec<&[u8]> = doc.chunks(step).collect();
+            let (frames, r) = run(&chunks);
+            r.unwrap();
+            assert_eq!(
+                names(&frames),
+                ["header:abc", "skipped:m", "message:after"],
+                "step {step}"
+            );
         }
     }
 
