@@ -192,6 +192,7 @@ impl Pending {
         failed: bool,
     ) -> Option<(OpKind, Vec<String>)> {
         let o = self.ops.remove(&op)?;
+        self.prune_deadlines();
         match &o.kind {
             OpKind::Get { local } => {
                 self.inflight_get.remove(local);
@@ -238,12 +239,21 @@ impl Pending {
         out
     }
 
-    /// When the oldest operation times out.
+    /// When the oldest operation times out. Constant time: the front of
+    /// `deadlines` is always a live operation (see `prune_deadlines`).
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines
-            .iter()
-            .find(|(_, op)| self.ops.contains_key(op))
-            .map(|(t, _)| *t)
+        self.deadlines.front().map(|(t, _)| *t)
+    }
+
+    /// Drop finished operations from the front of `deadlines`, so that the
+    /// front is live; finished ones further back go when they reach it.
+    fn prune_deadlines(&mut self) {
+        while let Some((_, op)) = self.deadlines.front() {
+            if self.ops.contains_key(op) {
+                break;
+            }
+            self.deadlines.pop_front();
+        }
     }
 
     /// Every waiting job, for answering them at a stop; clears everything.
@@ -268,5 +278,35 @@ impl Pending {
         self.inflight_put.clear();
         self.deadlines.clear();
         self.jobs = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Keyed;
+    use std::time::Duration;
+
+    #[test]
+    fn next_deadline_follows_the_oldest_live_operation() {
+        let mut p = Pending::new(Keyed::new(&[1; 32], 0));
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let ops: Vec<OpId> = (0..3)
+            .map(|i| p.op_for(&Need::Lookup(format!("u{i}")), "s", at(i)).0)
+            .collect();
+        assert_eq!(p.next_deadline(), Some(at(0)));
+        // Finishing a later one leaves the oldest in front.
+        p.complete(ops[1], false, false);
+        assert_eq!(p.next_deadline(), Some(at(0)));
+        // Finishing the oldest skips the finished one behind it.
+        p.complete(ops[0], false, false);
+        assert_eq!(p.next_deadline(), Some(at(2)));
+        assert_eq!(p.deadlines.len(), 1);
+        assert_eq!(p.expired(at(2)), vec![ops[2]]);
+        p.complete(ops[2], false, true);
+        assert_eq!(p.next_deadline(), None);
+        // A late answer to a finished operation changes nothing.
+        assert!(p.complete(ops[0], false, false).is_none());
     }
 }
