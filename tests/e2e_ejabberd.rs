@@ -196,7 +196,7 @@ fn readme_ejabberd_snippet_comes_from_the_template() {
     match check_readme_snippet(&readme) {
         Some(Ok(())) => {}
         Some(Err(e)) => panic!("README.md: {e}"),
-        None => eprintln!("README.md has no {README_MARKER} block: nothing to compare"),
+        None => panic!("README.md has no {README_MARKER} block"),
     }
 
     // The check itself: the operator's snippet passes, a changed one fails.
@@ -235,9 +235,11 @@ fn two_instances_behind_domain_balancing_share_memcached() {
 
     let mut settings = RelaySettings::new("smol");
     settings.memcache = Some((memcached.addr(), random_secret()));
-    // Long keepalive: under domain_balancing every keepalive ping (and so its
-    // echo) is routed to one instance; see the ignored test below.
-    settings.keepalive = 3600;
+    // Under domain_balancing every ping's answer goes to one instance, so
+    // balanced instances keep alive with whitespace; a short interval puts
+    // keepalives between the messages.
+    settings.keepalive = 2;
+    settings.keepalive_mode = "whitespace";
     let mut r1 = Relay::new(
         "relay-1",
         ej.component_port,
@@ -475,23 +477,24 @@ fn without_domain_balancing_traffic_fails_over() {
     ej.stop();
 }
 
-/// Under `domain_balancing` every instance should stay connected while
-/// idle. It does not: the keepalive ping goes to the relay's own domain,
-/// and ejabberd routes it (by source, `bare_source`) to one slot only, so
-/// the other instance never sees an answer and reconnects every two
-/// keepalive intervals, dropping its senders' messages meanwhile.
+/// Under `domain_balancing` ejabberd routes the answer to a keepalive ping
+/// (by its source, `bare_source`) to one slot only. With pings, the other
+/// instance never sees an answer and reconnects every two keepalive
+/// intervals; with `keepalive_mode = whitespace` (what the README tells
+/// operators of balanced domains to set) every instance stays connected.
 #[test]
-#[ignore = "relay limitation: keepalive pings under ejabberd domain_balancing reach one instance only"]
 fn balanced_instances_stay_connected_when_idle() {
     let mut ej = Ejabberd::start(2);
     let mut settings = RelaySettings::new("smol");
     settings.keepalive = 2;
+    settings.keepalive_mode = "whitespace";
     let mut r1 = Relay::new(
         "relay-1",
         ej.component_port,
         &ej.component_secret,
         &settings,
     );
+    settings.runtime = "blocking";
     let mut r2 = Relay::new(
         "relay-2",
         ej.component_port,
@@ -510,5 +513,6 @@ fn balanced_instances_stay_connected_when_idle() {
     );
     r1.stop_cleanly();
     r2.stop_cleanly();
+    ej.assert_no_problems();
     ej.stop();
 }

@@ -33,6 +33,23 @@ impl Default for Limits {
     }
 }
 
+/// How the relay keeps an idle connection alive and notices a dead one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeepaliveMode {
+    /// A XEP-0199 ping to the server after `keepalive` of silence; no
+    /// answer within another `keepalive` ends the connection. Notices a hung
+    /// server too. The default (SPEC §2).
+    #[default]
+    Ping,
+    /// One space after `keepalive` of silence, no answer expected; a dead
+    /// peer shows as a failed write (the runtime bounds unacknowledged data
+    /// with a TCP user timeout). For servers that may route the ping's
+    /// answer to another connection of the domain (ejabberd's
+    /// `domain_balancing`), where a ping would time out on an idle,
+    /// healthy connection.
+    Whitespace,
+}
+
 /// Configuration of one relay.
 #[derive(Clone)]
 pub struct Config {
@@ -53,6 +70,8 @@ pub struct Config {
     /// Silence after which the relay pings the server, and the time it then
     /// waits for any answer before it declares the connection dead.
     pub keepalive: Duration,
+    /// What is sent after `keepalive` of silence.
+    pub keepalive_mode: KeepaliveMode,
     /// How long the server may take to answer the header and the handshake.
     pub handshake_timeout: Duration,
     /// How long a store operation may take before the waiting stanzas are
@@ -88,6 +107,7 @@ impl std::fmt::Debug for Config {
             .field("encrypted", &self.encrypt.is_some())
             .field("ttl", &self.ttl)
             .field("keepalive", &self.keepalive)
+            .field("keepalive_mode", &self.keepalive_mode)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -131,6 +151,7 @@ impl Config {
             encrypt: None,
             ttl: 0,
             keepalive: Duration::from_secs(60),
+            keepalive_mode: KeepaliveMode::Ping,
             handshake_timeout: Duration::from_secs(30),
             store_timeout: Duration::from_secs(5),
             close_timeout: Duration::from_secs(2),

@@ -25,6 +25,11 @@ pub struct Options {
     pub stats_interval: Duration,
     /// Most store lookups sent to the store in one batch.
     pub max_store_batch: usize,
+    /// How long written data may stay unacknowledged before the connection
+    /// counts as dead (`TCP_USER_TIMEOUT`, on Linux); `None` leaves the
+    /// system's default of many minutes. The binary sets twice the
+    /// keepalive interval.
+    pub dead_peer_timeout: Option<Duration>,
 }
 
 impl Options {
@@ -37,6 +42,7 @@ impl Options {
             connect_timeout: Duration::from_secs(10),
             stats_interval: Duration::from_secs(300),
             max_store_batch: 64,
+            dead_peer_timeout: None,
         }
     }
 }

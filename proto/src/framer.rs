@@ -319,7 +319,11 @@ impl Framer {
             // after it is skipped unparsed, so an error there cannot end the
             // stream in one split of the input and pass in another.
             let used = self.stanza_bytes + self.tape.len();
-            end = end.min((self.limits.max_stanza_bytes + 1).saturating_sub(used).max(1));
+            end = end.min(
+                (self.limits.max_stanza_bytes + 1)
+                    .saturating_sub(used)
+                    .max(1),
+            );
         }
         let mut slice = &data[..end];
         loop {

@@ -9,7 +9,7 @@ use sha1::{Digest, Sha1};
 
 use crate::action::{Action, DisconnectReason, OpId, StoreOutcome};
 use crate::cache::{GenMap, Keyed};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, KeepaliveMode};
 use crate::element::Element;
 use crate::framer::{Frame, FrameError, Framer};
 use crate::idmap::IdMap;
@@ -39,6 +39,7 @@ enum State {
     /// Relaying.
     Online {
         since: Instant,
+        /// Last input; in whitespace mode also the last keepalive sent.
         last_rx: Instant,
         ping_deadline: Option<Instant>,
     },
@@ -197,14 +198,27 @@ impl Relay {
                 Some(d) if now >= d => {
                     self.disconnect(DisconnectReason::Timeout("a keepalive ping"))
                 }
-                None if now >= last_rx + self.cfg.keepalive => {
-                    self.send_ping();
-                    self.state = State::Online {
-                        since,
-                        last_rx,
-                        ping_deadline: Some(now + self.cfg.keepalive),
-                    };
-                }
+                None if now >= last_rx + self.cfg.keepalive => match self.cfg.keepalive_mode {
+                    KeepaliveMode::Ping => {
+                        self.send_ping();
+                        self.state = State::Online {
+                            since,
+                            last_rx,
+                            ping_deadline: Some(now + self.cfg.keepalive),
+                        };
+                    }
+                    KeepaliveMode::Whitespace => {
+                        // Whitespace between stanzas is allowed on the
+                        // stream; nothing answers it, so the next one is
+                        // due one interval from now.
+                        self.out.extend_from_slice(b" ");
+                        self.state = State::Online {
+                            since,
+                            last_rx: now,
+                            ping_deadline: None,
+                        };
+                    }
+                },
                 _ => {}
             },
             State::Draining { deadline } if self.pending.is_empty() || now >= deadline => {

@@ -20,6 +20,7 @@ pub struct Target {
     port: u16,
     proxy: Result<Option<Proxy>, ProxyUrlError>,
     timeout: Duration,
+    dead_peer: Option<Duration>,
 }
 
 impl Target {
@@ -31,6 +32,7 @@ impl Target {
             port: opts.port,
             proxy: opts.proxy.as_deref().map(Proxy::parse).transpose(),
             timeout: opts.connect_timeout,
+            dead_peer: opts.dead_peer_timeout,
         }
     }
 }
@@ -81,7 +83,8 @@ impl fmt::Display for ConnectError {
 impl std::error::Error for ConnectError {}
 
 /// Connect to the target within its timeout; the stream comes back in
-/// blocking mode, `TCP_NODELAY` set, no socket timeouts.
+/// blocking mode, `TCP_NODELAY` set, no socket timeouts, and on Linux the
+/// target's bound on unacknowledged data (`TCP_USER_TIMEOUT`).
 pub fn open(target: &Target) -> Result<TcpStream, ConnectError> {
     let deadline = Instant::now() + target.timeout;
     let proxy = target
@@ -107,7 +110,29 @@ pub fn open(target: &Target) -> Result<TcpStream, ConnectError> {
         }
     };
     stream.set_nodelay(true).map_err(ConnectError::Socket)?;
+    set_dead_peer_timeout(&stream, target.dead_peer)?;
     Ok(stream)
+}
+
+/// A write the peer never acknowledges fails after `timeout` instead of
+/// after the system's retransmission limit (about 15 minutes on Linux):
+/// with whitespace keepalives this is how a dead server is noticed.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn set_dead_peer_timeout(
+    stream: &TcpStream,
+    timeout: Option<Duration>,
+) -> Result<(), ConnectError> {
+    match timeout {
+        Some(t) => socket2::SockRef::from(stream)
+            .set_tcp_user_timeout(Some(t))
+            .map_err(ConnectError::Socket),
+        None => Ok(()),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn set_dead_peer_timeout(_: &TcpStream, _: Option<Duration>) -> Result<(), ConnectError> {
+    Ok(())
 }
 
 /// TCP connect to the first address of `host` that answers in time;
@@ -152,4 +177,43 @@ fn set_timeouts(stream: &TcpStream, t: Option<Duration>) -> Result<(), ConnectEr
 /// Linux reports an expired socket timeout as `WouldBlock`.
 pub(crate) fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn target(port: u16, dead_peer: Option<Duration>) -> Target {
+        let mut opts = Options::new("127.0.0.1", port);
+        opts.dead_peer_timeout = dead_peer;
+        Target::new(&opts)
+    }
+
+    #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn the_dead_peer_timeout_is_set_on_the_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let s = open(&target(port, Some(Duration::from_secs(7)))).unwrap();
+        let sock = socket2::SockRef::from(&s);
+        assert_eq!(
+            sock.tcp_user_timeout().unwrap(),
+            Some(Duration::from_secs(7))
+        );
+        assert!(s.nodelay().unwrap());
+        let s = open(&target(port, None)).unwrap();
+        assert_eq!(socket2::SockRef::from(&s).tcp_user_timeout().unwrap(), None);
+    }
+
+    #[test]
+    fn a_refused_connection_names_the_address() {
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let e = open(&target(port, None)).unwrap_err();
+        assert!(matches!(e, ConnectError::Tcp(..)), "{e}");
+        assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
+    }
 }

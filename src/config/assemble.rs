@@ -42,6 +42,7 @@ pub fn relay_config(
     config.encrypt = store.encrypt();
     config.ttl = store.ttl();
     config.keepalive = relay.keepalive;
+    config.keepalive_mode = relay.keepalive_mode;
     config.server_domain = relay.server_domain.clone();
     config.limits = limits;
     config.id_key = id_key;
@@ -49,6 +50,9 @@ pub fn relay_config(
 
     let mut options = Options::new(&relay.server, relay.port);
     options.proxy = relay.proxy.clone();
+    // Unacknowledged data for two intervals means the peer is gone; with
+    // whitespace keepalives this is the only dead-peer check.
+    options.dead_peer_timeout = Some(2 * relay.keepalive);
     let (connect_default, handshake_default) = if relay.proxy.is_some() {
         (PROXY_TIMEOUT, PROXY_TIMEOUT)
     } else {

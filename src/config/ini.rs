@@ -34,9 +34,7 @@ pub struct SyntaxError {
 fn inline_comment(value: &str) -> Option<usize> {
     value
         .char_indices()
-        .find(|&(i, c)| {
-            (c == ';' || c == '#') && value[..i].ends_with(|p: char| p.is_whitespace())
-        })
+        .find(|&(i, c)| (c == ';' || c == '#') && value[..i].ends_with(|p: char| p.is_whitespace()))
         .map(|(i, _)| i)
 }
 

@@ -12,7 +12,7 @@ mod value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use axrelay_proto::{IdentityMode, Limits};
+use axrelay_proto::{IdentityMode, KeepaliveMode, Limits};
 
 pub use assemble::{relay_config, RelayPlan};
 pub use ini::Document;
@@ -33,6 +33,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "password",
             "runtime",
             "keepalive",
+            "keepalive_mode",
             "proxy",
             "connect_timeout",
             "handshake_timeout",
@@ -156,6 +157,8 @@ pub struct RelaySettings {
     pub runtime: Runtime,
     /// Keepalive interval.
     pub keepalive: Duration,
+    /// Ping (default) or whitespace keepalives.
+    pub keepalive_mode: KeepaliveMode,
     /// Optional SOCKS5 proxy.
     pub proxy: Option<String>,
     /// TCP (and proxy) connect timeout, if set.
@@ -430,6 +433,12 @@ impl Settings {
         if keepalive < Duration::from_secs(1) {
             return Err(self.invalid("relay", "keepalive", "expected at least 1 second".into()));
         }
+        let keepalive_mode = match self.parse_opt("relay", "keepalive_mode", |v| {
+            value::choice(v, &["ping", "whitespace"])
+        })? {
+            Some("whitespace") => KeepaliveMode::Whitespace,
+            _ => KeepaliveMode::Ping,
+        };
         Ok(RelaySettings {
             jid,
             server,
@@ -437,6 +446,7 @@ impl Settings {
             password,
             runtime,
             keepalive,
+            keepalive_mode,
             proxy: self.parse_opt("relay", "proxy", value::proxy)?,
             connect_timeout: self.parse_opt("relay", "connect_timeout", value::seconds)?,
             handshake_timeout: self.parse_opt("relay", "handshake_timeout", value::seconds)?,

@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use axrelay_proto::IdentityMode;
+use axrelay_proto::{IdentityMode, KeepaliveMode};
 
 use super::*;
 
@@ -110,6 +110,11 @@ fn a_complete_file_maps_to_the_core_config() {
     assert_eq!(c.encrypt, Some(std::array::from_fn(|i| i as u8)));
     assert_eq!(c.ttl, 3600);
     assert_eq!(c.keepalive, Duration::from_secs(30));
+    assert_eq!(c.keepalive_mode, KeepaliveMode::Ping);
+    assert_eq!(
+        plan.options.dead_peer_timeout,
+        Some(Duration::from_secs(60))
+    );
     assert_eq!(c.limits.max_stanza_bytes, 100_000);
     assert_eq!(c.limits.max_depth, 16);
     assert_eq!(c.id_key, [9; 32]);
@@ -118,6 +123,26 @@ fn a_complete_file_maps_to_the_core_config() {
     assert_eq!(plan.options.port, 5347);
     assert_eq!(plan.runtime, Runtime::Blocking);
     assert!(matches!(plan.store, StoreSettings::File { ttl: 3600, .. }));
+}
+
+#[test]
+fn keepalive_mode_is_ping_or_whitespace() {
+    let with = |mode: &str| {
+        GOOD.replace(
+            "keepalive = 30",
+            &format!("keepalive = 30\nkeepalive_mode = {mode}"),
+        )
+    };
+    let s = settings(&with("whitespace"));
+    assert!(s.warnings().is_empty(), "{:?}", s.warnings());
+    let plan = relay_config(&s, [9; 32], false).unwrap();
+    assert_eq!(plan.config.keepalive_mode, KeepaliveMode::Whitespace);
+    let plan = relay_config(&settings(&with("ping")), [9; 32], false).unwrap();
+    assert_eq!(plan.config.keepalive_mode, KeepaliveMode::Ping);
+    let e = relay_config(&settings(&with("pong")), [9; 32], false).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("[relay] keepalive_mode"), "{msg}");
+    assert!(msg.contains("whitespace"), "{msg}");
 }
 
 #[test]

@@ -295,6 +295,8 @@ pub struct RelaySettings {
     pub runtime: &'static str,
     /// `[relay] keepalive` in seconds.
     pub keepalive: u64,
+    /// `[relay] keepalive_mode`: `ping` or `whitespace`.
+    pub keepalive_mode: &'static str,
     /// `[hash] secret`; instances of one domain share it.
     pub secret: String,
     /// `[memcache] servers` and `encrypt`; memory store when `None`.
@@ -306,6 +308,7 @@ impl RelaySettings {
         RelaySettings {
             runtime,
             keepalive: 60,
+            keepalive_mode: "ping",
             secret: random_secret(),
             memcache: None,
         }
@@ -330,9 +333,9 @@ impl Relay {
             .expect("temp dir");
         let mut conf = format!(
             "[relay]\njid = {COMPONENT}\nserver = 127.0.0.1\nport = {component_port}\n\
-             password = {password}\nruntime = {}\nkeepalive = {}\n\n\
+             password = {password}\nruntime = {}\nkeepalive = {}\nkeepalive_mode = {}\n\n\
              [hash]\nsecret = {}\ndomain = {COMPONENT}\nidentity = bare\nresource = {RELAY_RESOURCE}\n",
-            s.runtime, s.keepalive, s.secret,
+            s.runtime, s.keepalive, s.keepalive_mode, s.secret,
         );
         if let Some((servers, encrypt)) = &s.memcache {
             conf.push_str(&format!(

@@ -118,6 +118,37 @@ fn keepalive_pings_after_silence_and_detects_a_dead_peer() {
 }
 
 #[test]
+fn whitespace_keepalive_expects_no_answer() {
+    let mut cfg = config();
+    cfg.keepalive_mode = crate::KeepaliveMode::Whitespace;
+    let mut h = Harness::online(cfg);
+    let a = h.whoami("alice@a.example/phone");
+    let written = h.raw_out.len();
+    // A silent server for ten intervals: one space per interval, no ping,
+    // no disconnect.
+    for i in 0..10 {
+        h.advance(Duration::from_secs(59));
+        assert_eq!(h.raw_out.len(), written + i);
+        h.advance(Duration::from_secs(1));
+        assert_eq!(h.raw_out.len(), written + i + 1);
+    }
+    assert_eq!(&h.raw_out[written..], b"          ");
+    assert!(h.take().is_empty());
+    assert!(h.disconnects.is_empty());
+    // Input restarts the interval, and relaying goes on.
+    h.advance(Duration::from_secs(30));
+    h.feed(&format!(
+        "<message from='bob@b.example/x' to='{a}' type='chat'><body>hi</body></message>"
+    ));
+    assert_eq!(body(&h.one()), "hi");
+    let written = h.raw_out.len();
+    h.advance(Duration::from_secs(59));
+    assert_eq!(h.raw_out.len(), written);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(&h.raw_out[written..], b" ");
+}
+
+#[test]
 fn graceful_stop_closes_and_waits_for_the_server() {
     let mut h = Harness::online(config());
     h.relay.shutdown(h.now);
