@@ -46,11 +46,6 @@ const SECRETS: &[(&str, &str)] = &[
 /// distinctive ones (12+ characters, no spaces) that no other line of the
 /// file and no fixed message text also holds.
 fn secret_values(text: &str) -> Vec<String> {
-    // While finding 4 of docs/FUZZING.md is open, a campaign can skip the
-    // probe for files where a backslash may join lines.
-    if axrelay_fuzz::tolerate("ini-continuation") && text.contains('\\') {
-        return Vec::new();
-    }
     let mut section = String::new();
     let mut secrets = Vec::new();
     let mut others = Vec::new();
@@ -63,12 +58,12 @@ fn secret_values(text: &str) -> Vec<String> {
             others.push(line.to_owned());
             continue;
         }
-        let Some(i) = line.find(['=', ':']) else { continue };
+        let Some(i) = line.find(['=', ':']) else {
+            continue;
+        };
         let key = line[..i].trim().to_lowercase();
         let value = line[i + 1..].trim();
-        let is_secret = SECRETS
-            .iter()
-            .any(|(s, k)| *s == section && *k == key);
+        let is_secret = SECRETS.iter().any(|(s, k)| *s == section && *k == key);
         if is_secret {
             // Inline comments and surrounding text do not matter: the
             // longest space-free piece is what would be echoed.

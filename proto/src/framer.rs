@@ -257,7 +257,6 @@ impl Framer {
 
     /// Bytes held for the unfinished stanza (tape and partial tree), for
     /// checking that hostile input cannot grow memory without bound.
-    #[cfg(test)]
     pub(crate) fn buffered(&self) -> usize {
         fn size(e: &Element) -> usize {
             e.name.len()

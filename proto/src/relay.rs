@@ -345,9 +345,11 @@ impl Relay {
         }
     }
 
-    /// Bytes the framer holds for an unfinished stanza.
-    #[cfg(test)]
-    pub(crate) fn buffered(&self) -> usize {
+    /// Bytes the framer holds for an unfinished stanza; at most
+    /// `max_stanza_bytes` plus two parser slices (16 KiB). For tests and
+    /// fuzzing, which check that bound.
+    #[doc(hidden)]
+    pub fn buffered(&self) -> usize {
         self.framer.as_ref().map_or(0, Framer::buffered)
     }
 
