@@ -9,7 +9,8 @@
 //! marker of each kind for a message passes: when every device of an
 //! account acknowledges, the sender would otherwise count the devices.
 
-use data_encoding::BASE32_NOPAD;
+use std::hash::BuildHasher;
+
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -31,9 +32,71 @@ pub(crate) struct Sent {
     pub(crate) acked: u8,
 }
 
+/// The 80 bits of a fresh id; the map keys on these rather than on their
+/// text, so remembering an id allocates nothing.
+type Raw = [u8; RAW_LEN];
+
+const RAW_LEN: usize = 10;
+const TEXT_LEN: usize = 16;
+/// RFC 4648 base32, lower case: 16 characters carry exactly 80 bits, so
+/// every id has one spelling and decoding is exact.
+const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+/// A fresh message id: its bytes and its text, on the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FreshId {
+    raw: Raw,
+    text: [u8; TEXT_LEN],
+}
+
+impl FreshId {
+    fn new(raw: Raw) -> Self {
+        let n = raw.iter().fold(0u128, |n, &b| n << 8 | u128::from(b));
+        let mut text = [0u8; TEXT_LEN];
+        for (i, c) in text.iter_mut().enumerate() {
+            *c = ALPHABET[(n >> (5 * (TEXT_LEN - 1 - i))) as usize & 31];
+        }
+        FreshId { raw, text }
+    }
+
+    /// The bytes behind an id's text; `None` for anything `new` cannot
+    /// produce (wrong length, upper case, other characters).
+    fn parse(s: &str) -> Option<Raw> {
+        if s.len() != TEXT_LEN {
+            return None;
+        }
+        let mut n = 0u128;
+        for c in s.bytes() {
+            let v = match c {
+                b'a'..=b'z' => c - b'a',
+                b'2'..=b'7' => c - b'2' + 26,
+                _ => return None,
+            };
+            n = n << 5 | u128::from(v);
+        }
+        let mut raw = [0u8; RAW_LEN];
+        for (i, b) in raw.iter_mut().enumerate() {
+            *b = (n >> (8 * (RAW_LEN - 1 - i))) as u8;
+        }
+        Some(raw)
+    }
+}
+
+impl std::ops::Deref for FreshId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Always ASCII from `ALPHABET`.
+        std::str::from_utf8(&self.text).unwrap_or_default()
+    }
+}
+
 pub(crate) struct IdMap {
-    by_fresh: GenMap<String, Sent>,
-    by_orig: GenMap<String, String>,
+    by_fresh: GenMap<Raw, Sent>,
+    /// Keyed hash of (sender pseudonym, original id) → fresh id. A hit is
+    /// checked against the entry in `by_fresh`, so a collision can only lose
+    /// a translation, never make a wrong one.
+    by_orig: GenMap<u64, Raw>,
+    orig_hasher: Keyed,
     mac: Hmac<Sha256>,
     counter: u64,
 }
@@ -43,41 +106,38 @@ impl IdMap {
         IdMap {
             by_fresh: GenMap::new(capacity, Keyed::new(key, 1)),
             by_orig: GenMap::new(capacity, Keyed::new(key, 2)),
+            orig_hasher: Keyed::new(key, 6),
             mac: Hmac::<Sha256>::new_from_slice(key).expect("any key length"),
             counter: 0,
         }
     }
 
     /// A new id: unpredictable, unique per relay, 16 base32 characters.
-    pub(crate) fn fresh(&mut self) -> String {
+    pub(crate) fn fresh(&mut self) -> FreshId {
         self.counter += 1;
         let mut mac = self.mac.clone();
         mac.update(&self.counter.to_le_bytes());
         let tag = mac.finalize().into_bytes();
-        let mut id = BASE32_NOPAD.encode(&tag[..10]);
-        id.make_ascii_lowercase();
-        id
+        let mut raw = [0u8; RAW_LEN];
+        raw.copy_from_slice(&tag[..RAW_LEN]);
+        FreshId::new(raw)
     }
 
-    fn orig_key(sender_local: &str, orig: &str) -> String {
-        let mut k = String::with_capacity(sender_local.len() + 1 + orig.len());
-        k.push_str(sender_local);
-        k.push(' ');
-        k.push_str(orig);
-        k
+    fn orig_key(&self, sender_local: &str, orig: &str) -> u64 {
+        self.orig_hasher.hash_one((sender_local, orig))
     }
 
-    pub(crate) fn record(&mut self, fresh: String, sent: Sent) {
+    pub(crate) fn record(&mut self, fresh: FreshId, sent: Sent) {
         if let Some(orig) = &sent.orig_id {
-            self.by_orig
-                .insert(Self::orig_key(&sent.sender_local, orig), fresh.clone());
+            let k = self.orig_key(&sent.sender_local, orig);
+            self.by_orig.insert(k, fresh.raw);
         }
-        self.by_fresh.insert(fresh, sent);
+        self.by_fresh.insert(fresh.raw, sent);
     }
 
     /// The message relayed under `fresh`.
     pub(crate) fn sent(&mut self, fresh: &str) -> Option<&Sent> {
-        self.by_fresh.get(fresh).map(|s| &*s)
+        self.by_fresh.get(&FreshId::parse(fresh)?).map(|s| &*s)
     }
 
     /// A receipt or marker of kind `bit` from `from_local` to `to_local`
@@ -90,7 +150,7 @@ impl IdMap {
         to_local: &str,
         bit: u8,
     ) -> Option<String> {
-        let s = self.by_fresh.get(fresh)?;
+        let s = self.by_fresh.get(&FreshId::parse(fresh)?)?;
         if s.recipient_local != from_local || s.sender_local != to_local || s.acked & bit != 0 {
             return None;
         }
@@ -106,9 +166,12 @@ impl IdMap {
         from_local: &str,
         to_local: &str,
     ) -> Option<String> {
-        let fresh = self.by_orig.get(&Self::orig_key(from_local, orig))?.clone();
-        let s = self.by_fresh.get(&fresh)?;
-        (s.recipient_local == to_local).then_some(fresh)
+        let raw = *self.by_orig.get(&self.orig_key(from_local, orig))?;
+        let s = self.by_fresh.get(&raw)?;
+        let same = s.recipient_local == to_local
+            && s.sender_local == from_local
+            && s.orig_id.as_deref() == Some(orig);
+        same.then(|| FreshId::new(raw).to_string())
     }
 }
 
@@ -137,21 +200,75 @@ mod tests {
     }
 
     #[test]
+    fn id_text_is_lower_case_base32_and_parses_back_exactly() {
+        let mut m = IdMap::new(&[3; 32], 10);
+        for raw in [[0u8; 10], [0xff; 10]]
+            .into_iter()
+            .chain((0..200).map(|_| m.fresh().raw))
+        {
+            let id = FreshId::new(raw);
+            let text = data_encoding::BASE32_NOPAD
+                .encode(&raw)
+                .to_ascii_lowercase();
+            assert_eq!(&*id, text);
+            assert_eq!(FreshId::parse(&id), Some(raw));
+            let upper = text.to_ascii_uppercase();
+            if upper != text {
+                assert_eq!(FreshId::parse(&upper), None);
+            }
+            assert_eq!(FreshId::parse(&text[1..]), None);
+            assert_eq!(FreshId::parse(&format!("{text}a")), None);
+            assert_eq!(FreshId::parse(&text.replace(|_| true, "1")), None);
+        }
+    }
+
+    #[test]
     fn references_translate_only_between_the_same_pair() {
         let mut m = IdMap::new(&[1; 32], 10);
         let f = m.fresh();
-        m.record(f.clone(), sent("orig-1"));
+        m.record(f, sent("orig-1"));
         assert_eq!(m.back(&f, "pc", "pa", 1), None);
         assert_eq!(m.back(&f, "pa", "pb", 1), None);
         assert_eq!(m.back("unknown", "pb", "pa", 1), None);
+        assert_eq!(m.back(&f.to_uppercase(), "pb", "pa", 1), None);
         assert_eq!(m.back(&f, "pb", "pa", 1).as_deref(), Some("orig-1"));
         // A second acknowledgement of the same kind (another device) is dropped…
         assert_eq!(m.back(&f, "pb", "pa", 1), None);
         // …one of another kind passes.
         assert_eq!(m.back(&f, "pb", "pa", 4).as_deref(), Some("orig-1"));
-        assert_eq!(m.forward("orig-1", "pa", "pb").as_deref(), Some(f.as_str()));
+        assert_eq!(m.forward("orig-1", "pa", "pb").as_deref(), Some(&*f));
         assert_eq!(m.forward("orig-1", "pa", "pc"), None);
         assert_eq!(m.forward("orig-1", "pc", "pb"), None);
+        assert_eq!(m.forward("orig-2", "pa", "pb"), None);
+        assert_eq!(
+            m.sent(&f),
+            Some(&Sent {
+                acked: 5,
+                ..sent("orig-1")
+            })
+        );
+    }
+
+    #[test]
+    fn a_later_message_with_the_same_original_id_wins() {
+        let mut m = IdMap::new(&[1; 32], 10);
+        let f1 = m.fresh();
+        m.record(f1, sent("same"));
+        let f2 = m.fresh();
+        m.record(f2, sent("same"));
+        assert_eq!(m.forward("same", "pa", "pb").as_deref(), Some(&*f2));
+        // Without an original id nothing is translated forward.
+        let f3 = m.fresh();
+        m.record(
+            f3,
+            Sent {
+                orig_id: None,
+                ..sent("")
+            },
+        );
+        assert_eq!(m.forward("", "pa", "pb"), None);
+        assert_eq!(m.back(&f3, "pb", "pa", 1), None);
+        assert!(m.sent(&f3).is_some());
     }
 
     #[test]
