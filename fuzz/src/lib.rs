@@ -98,6 +98,7 @@ pub fn config(bits: u8, tune: u8) -> Config {
         c.cache_capacity = 1 + usize::from(tune & 3);
         c.id_map_capacity = 2 + usize::from((tune >> 2) & 7);
         c.max_pending = 1 + usize::from((tune >> 5) & 7);
+        c.max_pending_bytes = 512 << (tune & 7);
     }
     if bits & 16 != 0 {
         c.ttl = 60;

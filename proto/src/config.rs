@@ -93,6 +93,11 @@ pub struct Config {
     pub id_map_capacity: usize,
     /// Stanzas allowed to wait on the store at once.
     pub max_pending: usize,
+    /// What those stanzas may hold in total (approximate heap bytes, see
+    /// `Element::weight`), beyond which only a first one may wait: with a
+    /// slow store, `max_pending` stanzas of `max_stanza_bytes` each would
+    /// be gigabytes.
+    pub max_pending_bytes: usize,
     /// Allow JIDs and bodies in debug logs (`--log-sensitive`).
     pub log_sensitive: bool,
 }
@@ -161,6 +166,7 @@ impl Config {
             cache_capacity: 100_000,
             id_map_capacity: 100_000,
             max_pending: 10_000,
+            max_pending_bytes: 64 * 1024 * 1024,
             log_sensitive: false,
         }
     }

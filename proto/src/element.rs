@@ -55,6 +55,23 @@ impl Element {
         self.elements().find(|e| e.is(ns, name))
     }
 
+    /// Roughly the heap this tree holds: its names, attribute values and
+    /// text, plus a fixed cost per node for the structures around them.
+    /// Bounds what waiting stanzas may hold in total.
+    pub(crate) fn weight(&self) -> usize {
+        const NODE: usize = 64;
+        let attrs: usize = self.attrs.iter().map(|(_, v)| NODE + v.len()).sum();
+        let children: usize = self
+            .children
+            .iter()
+            .map(|n| match n {
+                Node::Element(e) => e.weight(),
+                Node::Text(t) => NODE + t.len(),
+            })
+            .sum();
+        NODE + self.name.len() + attrs + children
+    }
+
     /// The element's own text, concatenated.
     pub(crate) fn text(&self) -> String {
         let mut s = String::new();

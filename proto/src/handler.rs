@@ -76,18 +76,15 @@ impl Relay {
     }
 
     fn enqueue_with(&mut self, el: Element, sender: &str, needs: Vec<Need>, now: Instant) {
-        if self.pending.len() >= self.cfg.max_pending {
-            self.reply_error(&el, "wait", "resource-constraint");
+        let job = Job::new(el);
+        // One stanza may always wait, whatever it weighs.
+        let over_bytes = !self.pending.is_empty()
+            && self.pending.bytes() + job.weight > self.cfg.max_pending_bytes;
+        if self.pending.len() >= self.cfg.max_pending || over_bytes {
+            self.reply_error(&job.stanza, "wait", "resource-constraint");
             return;
         }
-        self.pending.push(
-            sender,
-            Job {
-                stanza: el,
-                waits: Vec::new(),
-                res: Resolution::default(),
-            },
-        );
+        self.pending.push(sender, job);
         for need in &needs {
             let op = self.issue(need, sender, now);
             self.pending.wait_last(sender, op);

@@ -35,8 +35,21 @@ pub(crate) struct Resolution {
 
 pub(crate) struct Job {
     pub(crate) stanza: Element,
+    /// `stanza.weight()`, taken once when the job is made.
+    pub(crate) weight: usize,
     pub(crate) waits: Vec<OpId>,
     pub(crate) res: Resolution,
+}
+
+impl Job {
+    pub(crate) fn new(stanza: Element) -> Self {
+        Job {
+            weight: stanza.weight(),
+            stanza,
+            waits: Vec::new(),
+            res: Resolution::default(),
+        }
+    }
 }
 
 pub(crate) enum OpKind {
@@ -56,6 +69,8 @@ pub(crate) struct Pending {
     inflight_put: HashMap<String, OpId, Keyed>,
     deadlines: VecDeque<(Instant, OpId)>,
     jobs: usize,
+    /// Total weight of the queued jobs.
+    bytes: usize,
     next_op: u64,
 }
 
@@ -68,6 +83,7 @@ impl Pending {
             inflight_put: HashMap::with_hasher(hasher),
             deadlines: VecDeque::new(),
             jobs: 0,
+            bytes: 0,
             next_op: 0,
         }
     }
@@ -86,6 +102,11 @@ impl Pending {
         self.jobs == 0
     }
 
+    /// What the waiting stanzas hold, by [`Element::weight`].
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Whether `sender` has stanzas waiting (a new one must queue behind them).
     pub(crate) fn has_queue(&self, sender: &str) -> bool {
         !self.queues.is_empty() && self.queues.contains_key(sender)
@@ -94,6 +115,7 @@ impl Pending {
     /// Queue a job for `sender` behind its earlier ones.
     pub(crate) fn push(&mut self, sender: &str, job: Job) {
         self.jobs += 1;
+        self.bytes += job.weight;
         self.queues
             .entry(sender.to_owned())
             .or_default()
@@ -103,6 +125,7 @@ impl Pending {
     /// Put a job back at the head of its sender's queue (it needs more).
     pub(crate) fn push_front(&mut self, sender: &str, job: Job) {
         self.jobs += 1;
+        self.bytes += job.weight;
         self.queues
             .entry(sender.to_owned())
             .or_default()
@@ -113,12 +136,13 @@ impl Pending {
     pub(crate) fn pop_ready(&mut self, sender: &str) -> Option<Job> {
         let q = self.queues.get_mut(sender)?;
         if q.front().is_some_and(|j| j.waits.is_empty()) {
-            let job = q.pop_front();
+            let job = q.pop_front()?;
             if q.is_empty() {
                 self.queues.remove(sender);
             }
             self.jobs -= 1;
-            job
+            self.bytes -= job.weight;
+            Some(job)
         } else {
             None
         }
@@ -278,6 +302,7 @@ impl Pending {
         self.inflight_put.clear();
         self.deadlines.clear();
         self.jobs = 0;
+        self.bytes = 0;
     }
 }
 

@@ -616,3 +616,49 @@ fn waiting_stanzas_are_bounded() {
     h.release();
     assert_eq!(h.take().len(), 3);
 }
+
+#[test]
+fn waiting_stanzas_are_bounded_in_bytes() {
+    let (h0, a, _) = pair();
+    let mut c = config();
+    c.max_pending_bytes = 50_000;
+    let mut h = Harness::online(c);
+    h.store = h0.store;
+    h.auto_store = false;
+    // Five 20 KB messages: two fit the budget, the rest are refused.
+    let big = "x".repeat(20_000);
+    for i in 0..5 {
+        h.feed(&format!(
+            "<message from='{BOB}' to='{a}' id='{i}'><body>{big}</body></message>"
+        ));
+    }
+    let s = h.take();
+    assert_eq!(s.len(), 3);
+    assert!(s
+        .iter()
+        .all(|e| error_condition(e) == Some(("wait".into(), "resource-constraint".into()))));
+    assert_eq!(
+        s.iter()
+            .map(|e| e.attr("id").unwrap_or(""))
+            .collect::<Vec<_>>(),
+        ["2", "3", "4"]
+    );
+    h.release();
+    let done = h.take();
+    assert_eq!(done.len(), 2);
+    assert!(done.iter().all(|e| body(e) == big));
+    // One stanza over the whole budget may still wait alone.
+    let mut c = config();
+    c.max_pending_bytes = 50_000;
+    let mut h = Harness::online(c);
+    let (h1, a, _) = pair();
+    h.store = h1.store;
+    h.auto_store = false;
+    let huge = "y".repeat(60_000);
+    h.feed(&format!(
+        "<message from='{BOB}' to='{a}' id='h'><body>{huge}</body></message>"
+    ));
+    assert!(h.take().is_empty());
+    h.release();
+    assert_eq!(body(&h.one()), huge);
+}
