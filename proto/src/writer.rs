@@ -256,33 +256,82 @@ impl Stanza<'_> {
     }
 }
 
+/// What `escape` does with a byte, by the byte's value.
+const COPY: u8 = 0;
+/// Replaced by a reference (`replacement`).
+const REF: u8 = 1;
+/// Not allowed in XML 1.0: a control character.
+const BAD: u8 = 2;
+/// First byte of U+F000..U+FFFF: refused only for U+FFFE and U+FFFF.
+const EF: u8 = 3;
+
+const fn classes(attr: bool) -> [u8; 256] {
+    let mut t = [COPY; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = BAD;
+        c += 1;
+    }
+    t[b'<' as usize] = REF;
+    t[b'>' as usize] = REF;
+    t[b'&' as usize] = REF;
+    t[b'\r' as usize] = REF;
+    let ws = if attr { REF } else { COPY };
+    t[b'\t' as usize] = ws;
+    t[b'\n' as usize] = ws;
+    if attr {
+        t[b'\'' as usize] = REF;
+        t[b'"' as usize] = REF;
+    }
+    t[0xEF] = EF;
+    t
+}
+
+static TEXT_CLASSES: [u8; 256] = classes(false);
+static ATTR_CLASSES: [u8; 256] = classes(true);
+
+fn replacement(c: u8) -> &'static [u8] {
+    match c {
+        b'<' => b"&lt;",
+        b'>' => b"&gt;",
+        b'&' => b"&amp;",
+        b'\'' => b"&apos;",
+        b'"' => b"&quot;",
+        b'\r' => b"&#13;",
+        b'\t' => b"&#9;",
+        _ => b"&#10;",
+    }
+}
+
 /// Escape `s` into `out`, refusing characters XML 1.0 cannot carry. Carriage
 /// returns (and in attributes tabs and newlines) become character references
 /// so that they survive the receiver's normalisation byte for byte.
+///
+/// Every outgoing value passes through here, so it is built for the common
+/// case of nothing to escape: one table lookup per byte to find the next
+/// byte that needs attention, and one copy per clean run.
 fn escape(out: &mut BytesMut, s: &str, attr: bool) -> Result<(), WriteError> {
     let b = s.as_bytes();
+    let table = if attr { &ATTR_CLASSES } else { &TEXT_CLASSES };
     let mut last = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let rep: &[u8] = match c {
-            b'<' => b"&lt;",
-            b'>' => b"&gt;",
-            b'&' => b"&amp;",
-            b'\'' if attr => b"&apos;",
-            b'"' if attr => b"&quot;",
-            b'\r' => b"&#13;",
-            b'\t' if attr => b"&#9;",
-            b'\n' if attr => b"&#10;",
-            b'\t' | b'\n' => continue,
-            0..=0x1f => return Err(WriteError::BadChar),
+    let mut i = 0;
+    while let Some(n) = b[i..].iter().position(|&c| table[usize::from(c)] != COPY) {
+        let at = i + n;
+        i = at + 1;
+        let c = b[at];
+        match table[usize::from(c)] {
+            REF => {
+                out.extend_from_slice(&b[last..at]);
+                out.extend_from_slice(replacement(c));
+                last = i;
+            }
             // U+FFFE and U+FFFF (EF BF BE / EF BF BF) are not XML characters.
-            0xEF if b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)) => {
+            EF if b.get(at + 1) == Some(&0xBF) && matches!(b.get(at + 2), Some(0xBE | 0xBF)) => {
                 return Err(WriteError::BadChar)
             }
-            _ => continue,
-        };
-        out.extend_from_slice(&b[last..i]);
-        out.extend_from_slice(rep);
-        last = i + 1;
+            EF => {}
+            _ => return Err(WriteError::BadChar),
+        }
     }
     out.extend_from_slice(&b[last..]);
     Ok(())
@@ -355,6 +404,88 @@ mod tests {
             build(&mut s);
             assert!(s.finish().is_err());
             assert_eq!(&out[..], b"<keep/>");
+        }
+    }
+
+    /// The byte-by-byte escape this module used before, to check the fast one against.
+    fn reference_escape(out: &mut BytesMut, s: &str, attr: bool) -> Result<(), WriteError> {
+        let b = s.as_bytes();
+        let mut last = 0;
+        for (i, &c) in b.iter().enumerate() {
+            let rep: &[u8] = match c {
+                b'<' => b"&lt;",
+                b'>' => b"&gt;",
+                b'&' => b"&amp;",
+                b'\'' if attr => b"&apos;",
+                b'"' if attr => b"&quot;",
+                b'\r' => b"&#13;",
+                b'\t' if attr => b"&#9;",
+                b'\n' if attr => b"&#10;",
+                b'\t' | b'\n' => continue,
+                0..=0x1f => return Err(WriteError::BadChar),
+                // U+FFFE and U+FFFF (EF BF BE / EF BF BF) are not XML characters.
+                0xEF if b.get(i + 1) == Some(&0xBF)
+                    && matches!(b.get(i + 2), Some(0xBE | 0xBF)) =>
+                {
+                    return Err(WriteError::BadChar)
+                }
+                _ => continue,
+            };
+            out.extend_from_slice(&b[last..i]);
+            out.extend_from_slice(rep);
+            last = i + 1;
+        }
+        out.extend_from_slice(&b[last..]);
+        Ok(())
+    }
+
+    #[test]
+    fn escape_matches_the_byte_by_byte_reference() {
+        let samples = [
+            "",
+            "plain text",
+            "a < b & c > d\r\n\t\"'",
+            "<<>>&&''\"\"",
+            "ends with <",
+            "\u{FFFD}\u{F000}\u{FEFF}\u{FFEF}fullwidth\u{FF01}",
+            "\u{FFFE}",
+            "x\u{FFFF}y",
+            "ok\u{1}",
+            "\u{7f}\u{80}\u{10FFFF}é",
+        ];
+        let chars: Vec<char> = (0u32..0x80)
+            .chain([0xE9, 0xFFFD, 0xFFFE, 0xFFFF, 0xFF01, 0xF000, 0x1F600])
+            .filter_map(char::from_u32)
+            .collect();
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let random = (0..2000).map(|_| {
+            let mut s = String::new();
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            for k in 0..(rng % 40) {
+                let r = rng.rotate_left(k as u32 * 7) ^ k;
+                // Mostly letters, so clean runs of all lengths occur.
+                let c = if r % 3 == 0 {
+                    chars[(r >> 8) as usize % chars.len()]
+                } else {
+                    'q'
+                };
+                s.push(c);
+            }
+            s
+        });
+        for s in samples.iter().map(|s| s.to_string()).chain(random) {
+            for attr in [false, true] {
+                let mut fast = BytesMut::from(&b"pre"[..]);
+                let mut slow = fast.clone();
+                let a = escape(&mut fast, &s, attr);
+                let b = reference_escape(&mut slow, &s, attr);
+                assert_eq!(a, b, "{s:?} attr={attr}");
+                if a.is_ok() {
+                    assert_eq!(fast, slow, "{s:?} attr={attr}");
+                }
+            }
         }
     }
 }
