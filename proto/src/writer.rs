@@ -123,7 +123,9 @@ impl Stanza<'_> {
         self.err.is_none()
     }
 
-    fn raw_attr(&mut self, name: &str, value: &str) {
+    /// An attribute whose value is the concatenation of `value` (escaping
+    /// the pieces one by one gives the same bytes: none splits a character).
+    fn raw_attr(&mut self, name: &str, value: &[&str]) {
         if !self.ok() {
             return;
         }
@@ -134,8 +136,11 @@ impl Stanza<'_> {
         self.out.extend_from_slice(b" ");
         self.out.extend_from_slice(name.as_bytes());
         self.out.extend_from_slice(b"='");
-        if let Err(e) = escape(self.out, value, true) {
-            self.fail(e);
+        for part in value {
+            if let Err(e) = escape(self.out, part, true) {
+                self.fail(e);
+                break;
+            }
         }
         self.out.extend_from_slice(b"'");
     }
@@ -146,7 +151,7 @@ impl Stanza<'_> {
             self.fail(WriteError::BadJid);
         }
         self.has_to = true;
-        self.raw_attr("to", jid);
+        self.raw_attr("to", &[jid]);
         self
     }
 
@@ -156,28 +161,24 @@ impl Stanza<'_> {
         if bad(local) || bad(resource) || local.is_some_and(|l| l.contains(['@', '/'])) {
             self.fail(WriteError::BadJid);
         }
-        let mut jid = String::with_capacity(
-            self.domain.len()
-                + local.map_or(0, |l| l.len() + 1)
-                + resource.map_or(0, |r| r.len() + 1),
-        );
-        if let Some(l) = local {
-            jid.push_str(l);
-            jid.push('@');
-        }
-        jid.push_str(self.domain);
-        if let Some(r) = resource {
-            jid.push('/');
-            jid.push_str(r);
-        }
+        let domain = self.domain;
         self.has_from = true;
-        self.raw_attr("from", &jid);
+        self.raw_attr(
+            "from",
+            &[
+                local.unwrap_or(""),
+                if local.is_some() { "@" } else { "" },
+                domain,
+                if resource.is_some() { "/" } else { "" },
+                resource.unwrap_or(""),
+            ],
+        );
         self
     }
 
     /// Any other attribute of the current element.
     pub(crate) fn attr(&mut self, name: &'static str, value: &str) -> &mut Self {
-        self.raw_attr(name, value);
+        self.raw_attr(name, &[value]);
         self
     }
 
@@ -201,7 +202,7 @@ impl Stanza<'_> {
         self.depth += 1;
         self.head_open = true;
         if let Some(x) = xmlns {
-            self.raw_attr("xmlns", x);
+            self.raw_attr("xmlns", &[x]);
         }
         self
     }
@@ -365,6 +366,24 @@ mod tests {
     }
 
     #[test]
+    fn from_is_built_from_its_parts() {
+        let w = w();
+        for (local, resource, want) in [
+            (None, None, "axr.example"),
+            (Some("p"), None, "p@axr.example"),
+            (None, Some("a b"), "axr.example/a b"),
+            (Some("p"), Some("<r>"), "p@axr.example/&lt;r&gt;"),
+        ] {
+            let mut out = BytesMut::new();
+            let mut s = w.stanza(&mut out, "presence");
+            s.to("b@example.org").from(local, resource);
+            s.finish().unwrap();
+            let want = format!("<presence to='b@example.org' from='{want}'/>");
+            assert_eq!(&out[..], want.as_bytes());
+        }
+    }
+
+    #[test]
     fn bad_stanzas_leave_no_trace() {
         let w = w();
         let mut out = BytesMut::from(&b"<keep/>"[..]);
@@ -466,7 +485,7 @@ mod tests {
             for k in 0..(rng % 40) {
                 let r = rng.rotate_left(k as u32 * 7) ^ k;
                 // Mostly letters, so clean runs of all lengths occur.
-                let c = if r % 3 == 0 {
+                let c = if r.is_multiple_of(3) {
                     chars[(r >> 8) as usize % chars.len()]
                 } else {
                     'q'
