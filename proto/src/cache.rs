@@ -7,14 +7,14 @@
 //! Hashing is SipHash keyed from the configuration, so peers cannot aim for
 //! collisions and the core stays deterministic.
 //!
-//! No operation pauses in proportion to the map's size: the young table is
-//! allocated for its final size when it starts, so it never rehashes, and a
-//! retired generation is no longer visible but is freed a few entries per
-//! insert rather than all at once (dropping 50,000 entries at once stalled
-//! the relay for tens of milliseconds).
+//! Rotations are cheap: the two tables are allocated once at their final
+//! size and swap roles, so they never rehash, and a retired generation,
+//! invisible at once, is moved aside (a copy of its entries, no hashing) and
+//! freed a few entries per insert rather than all at once (dropping 50,000
+//! entries at once stalled the relay for tens of milliseconds).
 
 use std::borrow::Borrow;
-use std::collections::hash_map::{HashMap, IntoIter};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 
 use siphasher::sip::SipHasher13;
@@ -49,8 +49,11 @@ impl BuildHasher for Keyed {
 pub(crate) struct GenMap<K, V> {
     young: HashMap<K, V, Keyed>,
     old: HashMap<K, V, Keyed>,
-    /// The generation before `old`: invisible, freed `FREE_PER_INSERT` at a time.
-    retired: Option<IntoIter<K, V>>,
+    /// The generation before `old`: invisible, freed `FREE_PER_INSERT` at a
+    /// time. The vector and the emptied table are kept for the next rotation,
+    /// so a rotation allocates and frees no large block (freeing one made
+    /// glibc consolidate every small chunk freed since, for milliseconds).
+    retired: Vec<(K, V)>,
     half: usize,
 }
 
@@ -59,7 +62,7 @@ impl<K, V> std::fmt::Debug for GenMap<K, V> {
         f.debug_struct("GenMap")
             .field("young", &self.young.len())
             .field("old", &self.old.len())
-            .field("retired", &self.retired.as_ref().map_or(0, |r| r.len()))
+            .field("retired", &self.retired.len())
             .finish()
     }
 }
@@ -79,7 +82,7 @@ impl<K: Hash + Eq, V> GenMap<K, V> {
         GenMap {
             young: table(half, hasher),
             old: HashMap::with_hasher(hasher),
-            retired: None,
+            retired: Vec::new(),
             half,
         }
     }
@@ -94,20 +97,20 @@ impl<K: Hash + Eq, V> GenMap<K, V> {
 
     /// Young becomes old; the old generation is retired.
     fn rotate(&mut self) {
-        let young = table(self.half, *self.young.hasher());
-        let old = std::mem::replace(&mut self.old, std::mem::replace(&mut self.young, young));
         // A generation still being freed (impossible, see `FREE_PER_INSERT`)
         // would be dropped here.
-        self.retired = Some(old.into_iter());
+        self.retired.clear();
+        // Allocates on the second rotation only; later ones reuse it.
+        let _ = self.retired.try_reserve(self.old.len());
+        self.retired.extend(self.old.drain());
+        std::mem::swap(&mut self.old, &mut self.young);
+        // Allocates on the first rotation only (`old` starts unallocated).
+        let _ = self.young.try_reserve(self.half);
     }
 
     fn free_some(&mut self) {
-        if let Some(r) = &mut self.retired {
-            if r.by_ref().take(FREE_PER_INSERT).count() < FREE_PER_INSERT {
-                // Exhausted: give the table's memory back too.
-                self.retired = None;
-            }
-        }
+        let n = self.retired.len().saturating_sub(FREE_PER_INSERT);
+        self.retired.truncate(n);
     }
 
     pub(crate) fn get<Q>(&mut self, k: &Q) -> Option<&mut V>
@@ -166,6 +169,7 @@ mod tests {
             m.insert(i, i);
             assert_eq!(m.young.capacity(), cap);
             assert!(m.len() <= 1000);
+            assert!(m.retired.capacity() <= 500);
         }
     }
 
@@ -177,19 +181,16 @@ mod tests {
         }
         // 0..500 are old, 500..1000 young: all visible.
         assert_eq!(m.len(), 1000);
-        assert!(m.retired.is_none());
+        assert!(m.retired.is_empty());
         // The next insert retires 0..500 and starts freeing them.
         m.insert(1000, 1000);
         assert_eq!(m.len(), 501);
-        assert_eq!(
-            m.retired.as_ref().map(|r| r.len()),
-            Some(500 - FREE_PER_INSERT)
-        );
+        assert_eq!(m.retired.len(), 500 - FREE_PER_INSERT);
         assert_eq!(m.get(&0), None);
         for i in 1001..1000 + 500 / FREE_PER_INSERT as u32 + 1 {
             m.insert(i, i);
         }
-        assert!(m.retired.is_none(), "{m:?}");
+        assert!(m.retired.is_empty(), "{m:?}");
         // Old entries are promoted on use, young ones stay.
         assert_eq!(m.get(&600).copied(), Some(600));
         assert!(m.young.contains_key(&600));
