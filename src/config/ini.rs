@@ -1,12 +1,15 @@
 //! Reading the INI file into sections and keys, the way the 2014 tool's
 //! `RawConfigParser` did: whole-line `#`/`;` comments, inline `;`/`#`
 //! comments after whitespace, `=` or `:` between key and value, no quoting,
-//! no escapes, case-insensitive names, the last duplicate wins. One
-//! deliberate difference: no line continues another (neither an indented
-//! line nor a trailing backslash), so a typo cannot pull the next line —
-//! perhaps a password — into a value that an error message then shows.
+//! no escapes, case-insensitive names, the last duplicate wins. rust-ini
+//! does the parsing; a line ending in a backslash is refused first, because
+//! rust-ini would join the next line to it (whatever its escape option
+//! says), and a typo could then pull a password into a value that an error
+//! message shows.
 
 use std::collections::BTreeMap;
+
+use ini::{Ini, ParseOption};
 
 /// Keys of one section, lower-cased, with their values.
 pub type Keys = BTreeMap<String, String>;
@@ -30,66 +33,65 @@ pub struct SyntaxError {
     pub message: String,
 }
 
-/// Where an inline comment starts: `;` or `#` after whitespace.
-fn inline_comment(value: &str) -> Option<usize> {
-    value
-        .char_indices()
-        .find(|&(i, c)| (c == ';' || c == '#') && value[..i].ends_with(|p: char| p.is_whitespace()))
-        .map(|(i, _)| i)
-}
-
-/// Parse `text` as INI. Each line stands alone: there is no continuation
-/// of any kind, so an error always points at the one line that caused it,
-/// and no message ever needs to show a value.
-pub fn parse(text: &str) -> Result<Document, SyntaxError> {
-    let mut doc = Document::default();
-    let mut section: Option<String> = None;
-    for (n, raw) in text.lines().enumerate() {
-        let fail = |message: &str| SyntaxError {
-            line: n + 1,
-            message: message.to_owned(),
+/// The first line that is neither blank, a comment, a section header nor
+/// `key = value` (the parser would only notice it at the end of the file),
+/// or that ends in a backslash.
+fn check_lines(text: &str) -> Result<(), SyntaxError> {
+    for (n, line) in text.lines().enumerate() {
+        if line.ends_with('\\') {
+            return Err(SyntaxError {
+                line: n + 1,
+                message: "a line may not end with a backslash (it would continue on the \
+                          next line); put a space after it if the value ends with one"
+                    .to_owned(),
+            });
+        }
+        let line = line.trim();
+        let fail = |message: &str| {
+            Err(SyntaxError {
+                line: n + 1,
+                message: message.to_owned(),
+            })
         };
-        let line = raw.trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
             continue;
         }
-        if let Some(rest) = line.strip_prefix('[') {
-            let Some((name, after)) = rest.split_once(']') else {
-                return Err(fail("expected ']' to close the section name"));
-            };
-            let after = after.trim_start();
-            if !(after.is_empty() || after.starts_with(['#', ';'])) {
-                return Err(fail("unexpected text after the section name"));
+        if line.starts_with('[') {
+            if !line.contains(']') {
+                return fail("expected ']' to close the section name");
             }
-            let name = name.trim().to_lowercase();
-            if name.is_empty() {
-                return Err(fail("expected a section name between '[' and ']'"));
-            }
-            doc.sections.entry(name.clone()).or_default();
-            section = Some(name);
-            continue;
+        } else if !line.contains(['=', ':']) {
+            return fail("expected 'key = value' (or a [section], or a comment)");
         }
-        let Some(at) = line.find(['=', ':']) else {
-            return Err(fail(
-                "expected 'key = value' (or a [section], or a comment)",
-            ));
-        };
-        let key = line[..at].trim().to_lowercase();
-        if key.is_empty() {
-            return Err(fail("expected a key name before '=' or ':'"));
-        }
-        let mut value = &line[at + 1..];
-        if let Some(c) = inline_comment(value) {
-            value = &value[..c];
-        }
-        match &section {
+    }
+    Ok(())
+}
+
+/// Parse `text` as INI.
+pub fn parse(text: &str) -> Result<Document, SyntaxError> {
+    check_lines(text)?;
+    let options = ParseOption {
+        enabled_quote: false,
+        enabled_escape: false,
+        enabled_indented_mutiline_value: false,
+        enabled_preserve_key_leading_whitespace: false,
+    };
+    let ini = Ini::load_from_str_opt(text, options).map_err(|e| SyntaxError {
+        line: e.line,
+        message: e.msg.into_owned(),
+    })?;
+    let mut doc = Document::default();
+    for (section, props) in ini.iter() {
+        match section {
             Some(name) => {
-                doc.sections
-                    .entry(name.clone())
-                    .or_default()
-                    .insert(key, value.trim().to_owned());
+                let keys = doc.sections.entry(name.trim().to_lowercase()).or_default();
+                for (k, v) in props.iter() {
+                    keys.insert(k.trim().to_lowercase(), v.trim().to_owned());
+                }
             }
-            None => doc.stray_keys.push(key),
+            None => doc
+                .stray_keys
+                .extend(props.iter().map(|(k, _)| k.trim().to_lowercase())),
         }
     }
     Ok(doc)
@@ -128,21 +130,21 @@ mod tests {
         assert_eq!(e.line, 3);
         assert!(e.message.contains("']'"), "{}", e.message);
         assert_eq!(parse("; c\n[hash]\nsecret\n").unwrap_err().line, 3);
-        assert_eq!(parse("[hash]\n= x\n").unwrap_err().line, 2);
-        assert_eq!(parse("[]\n").unwrap_err().line, 1);
-        assert_eq!(parse("[hash] junk\n").unwrap_err().line, 1);
-        assert!(parse("[hash] ; comment\nsecret = x\n").is_ok());
     }
 
     #[test]
-    fn a_trailing_backslash_does_not_join_lines() {
-        let doc = parse("[relay]\njid = axr.example.org\\\npassword = p\n").unwrap();
-        let relay = &doc.sections["relay"];
-        assert_eq!(relay["jid"], "axr.example.org\\");
-        assert_eq!(relay["password"], "p");
-        // Nor does an indented line: it is a line of its own.
-        let doc = parse("[relay]\njid = a.example\n  password = p\n").unwrap();
-        assert_eq!(doc.sections["relay"]["password"], "p");
+    fn a_trailing_backslash_is_refused_not_joined() {
+        let text = "[relay]\njid = axr.example.org\\\npassword = S3cretComponentPassword\n";
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(!e.message.contains("S3cret"), "{}", e.message);
+        // With CRLF line ends too.
+        let e = parse(&text.replace('\n', "\r\n")).unwrap_err();
+        assert_eq!(e.line, 2);
+        // A space after it keeps the backslash as part of the value.
+        let doc = parse("[relay]\npassword = p\\ \nport = 1\n").unwrap();
+        assert_eq!(doc.sections["relay"]["password"], "p\\");
+        assert_eq!(doc.sections["relay"]["port"], "1");
     }
 
     #[test]
