@@ -360,6 +360,43 @@ pub fn socks5_refusal_then_password(start: Start) {
     stop(running, conn);
 }
 
+pub fn socks5_proxy_dies_mid_stream(start: Start) {
+    init_logging();
+    let server = FakeServer::start();
+    let proxy = socks::Proxy::start(
+        server.port(),
+        None,
+        vec![
+            socks::Answer::ForwardFor(Duration::from_millis(1500)),
+            socks::Answer::Forward,
+        ],
+    );
+    let mut opts = options(server.port());
+    opts.server = "xmpp.component.test".into();
+    opts.proxy = Some(proxy.url(None));
+    let running = start(relay(), opts, Arc::new(MemoryStore::default()));
+    proxy.next_request(SHORT);
+    let mut conn = server.accept(SHORT);
+    conn.handshake(PASSWORD);
+    let before = whoami(&mut conn, ALICE, "1");
+    // The proxy cuts the tunnel (both sides): the relay sees the
+    // connection end and comes back through the proxy by itself.
+    let cut = Instant::now() + Duration::from_secs(5);
+    loop {
+        match conn.next(cut.saturating_duration_since(Instant::now())) {
+            Some(Got::Eof) => break,
+            Some(_) => {}
+            None => panic!("the proxy did not cut the tunnel"),
+        }
+    }
+    let again = proxy.next_request(Duration::from_secs(10));
+    assert_eq!(again.host, "xmpp.component.test");
+    let mut conn = server.accept(SHORT);
+    conn.handshake(PASSWORD);
+    assert_eq!(whoami(&mut conn, ALICE, "2"), before);
+    stop(running, conn);
+}
+
 macro_rules! conformance {
     ($runtime:ident, $krate:ident, [$($case:ident),* $(,)?]) => {
         mod $runtime {
@@ -401,4 +438,5 @@ both_runtimes!(
     slow_store_does_not_stall_others,
     socks5_tunnel,
     socks5_refusal_then_password,
+    socks5_proxy_dies_mid_stream,
 );

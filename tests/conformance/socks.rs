@@ -24,6 +24,9 @@ pub enum Answer {
     Refuse,
     /// Forward to 127.0.0.1 at the fake server's port.
     Forward,
+    /// Forward, then cut both sides after this long, as a proxy that dies
+    /// mid-stream.
+    ForwardFor(Duration),
 }
 
 pub struct Proxy {
@@ -156,6 +159,18 @@ fn serve(
             let server = TcpStream::connect(("127.0.0.1", upstream))?;
             client.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0])?;
             client.set_read_timeout(None)?;
+            pipe(client, server)
+        }
+        Answer::ForwardFor(lifetime) => {
+            let server = TcpStream::connect(("127.0.0.1", upstream))?;
+            client.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0])?;
+            client.set_read_timeout(None)?;
+            let (c, s) = (client.try_clone()?, server.try_clone()?);
+            thread::spawn(move || {
+                thread::sleep(lifetime);
+                let _ = c.shutdown(Shutdown::Both);
+                let _ = s.shutdown(Shutdown::Both);
+            });
             pipe(client, server)
         }
     }
