@@ -166,6 +166,7 @@ both_runtimes!(
     two_devices_with_carbons,
     receipts_and_typing_from_two_devices,
     restart_keeps_mappings_with_memcached,
+    keepalives_keep_an_idle_relay_connected,
 );
 
 /// The rig itself, without the relay: two clients talk directly.
@@ -1058,4 +1059,33 @@ fn restart_keeps_mappings_with_memcached(runtime: &str) {
     assert!(memcached.running(), "memcached died during the test");
     r.finish();
     memcached.stop();
+}
+
+/// SPEC §2 keepalive against Prosody, in both modes: with a one-second
+/// interval the relay sits idle for several intervals (pings answered by
+/// Prosody's routing back to the component, or whitespace Prosody ignores),
+/// stays connected, and relays afterwards.
+fn keepalives_keep_an_idle_relay_connected(runtime: &str) {
+    for mode in ["ping", "whitespace"] {
+        let mut r = Rig::start_with(
+            runtime,
+            ProsodyOptions::default(),
+            RelayOptions {
+                keepalive: (1, mode),
+                ..RelayOptions::default()
+            },
+        );
+        let a = r.alice.whoami();
+        let b = r.bob.whoami();
+        std::thread::sleep(Duration::from_secs(5));
+        assert_eq!(
+            r.prosody.component_logins(),
+            1,
+            "{mode}: the relay reconnected while idle:\n{}",
+            r.relay.log()
+        );
+        r.bob.send(&a, "after a quiet spell");
+        expect_relayed(&mut r.alice, &b, "after a quiet spell");
+        r.finish();
+    }
 }

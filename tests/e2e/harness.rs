@@ -672,6 +672,8 @@ pub struct RelayOptions {
     /// `[memcache] servers` and `encrypt` (base64 of 32 bytes): the
     /// memcached store instead of `[local_storage]`.
     pub memcache: Option<(String, String)>,
+    /// `[relay] keepalive` (seconds) and `keepalive_mode`.
+    pub keepalive: (u64, &'static str),
 }
 
 impl Default for RelayOptions {
@@ -680,6 +682,7 @@ impl Default for RelayOptions {
             store: Store::Memory,
             identity: Identity::Bare,
             memcache: None,
+            keepalive: (60, "ping"),
         }
     }
 }
@@ -717,10 +720,12 @@ impl Relay {
             .expect("temp dir");
         let mut conf = format!(
             "[relay]\njid = {COMPONENT}\nserver = 127.0.0.1\nport = {}\npassword = {}\n\
-             runtime = {runtime}\nkeepalive = 60\n\n\
+             runtime = {runtime}\nkeepalive = {}\nkeepalive_mode = {}\n\n\
              [hash]\nsecret = {}\ndomain = {COMPONENT}\nidentity = {}\nresource = {RELAY_RESOURCE}\n",
             prosody.component_port,
             prosody.component_secret,
+            opts.keepalive.0,
+            opts.keepalive.1,
             random_secret(),
             opts.identity.conf(),
         );
