@@ -71,7 +71,13 @@ pub struct FakeServer {
 
 impl FakeServer {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        FakeServer::start_on(0)
+    }
+
+    /// Listen on `port` (0: any free one); a restarted server binds its
+    /// old port again.
+    pub fn start_on(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind loopback");
         listener
             .set_nonblocking(true)
             .expect("nonblocking listener");

@@ -531,11 +531,20 @@ pub struct Memcached {
 
 impl Memcached {
     pub fn start() -> Memcached {
+        Memcached::start_at(None)
+    }
+
+    /// On `port` again, as a restarted memcached comes back.
+    pub fn start_on(port: u16) -> Memcached {
+        Memcached::start_at(Some(port))
+    }
+
+    fn start_at(fixed: Option<u16>) -> Memcached {
         memcached_prerequisite();
         let mut last = String::new();
         // A port taken between choosing and binding: retry.
         for _ in 0..3 {
-            let port = free_port();
+            let port = fixed.unwrap_or_else(free_port);
             let mut cmd = command_guarded("memcached");
             cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"]);
             if is_root() {
