@@ -1,7 +1,7 @@
 //! Fault recovery of the real `axrelay` binary, for both runtimes: the
 //! server drops the connection mid-stanza, the server restarts, memcached
-//! crashes and comes back, a second instance meets `conflict` (SPEC §2,
-//! §4, §6, §8). While it waits for something that is down the relay must
+//! crashes and comes back or hangs, a second instance meets `conflict`
+//! (SPEC §2, §4, §6, §8). While it waits for something that is down the relay must
 //! sleep, not spin: its CPU time is read from /proc. Every message these
 //! tests hand to the relay must be relayed or answered with an error.
 
@@ -23,7 +23,7 @@ use axrelay_proto::Pseudonymizer;
 
 use harness::{random_secret, Memcached};
 use relay::{CpuWatch, RelayProcess, DOMAIN, PASSWORD, RESOURCE, SECRET};
-use server::{Conn, FakeServer, Node};
+use server::{Conn, FakeServer, Got, Node};
 
 const ALICE: &str = "alice@example.org/phone";
 const BOB: &str = "bob@example.net/laptop";
@@ -50,10 +50,14 @@ fn chat(from: &str, to: &str, id: &str, body: &str) -> String {
     format!("<message from='{from}' to='{to}' type='chat' id='{id}'><body>{body}</body></message>")
 }
 
-/// The next stanza `want` accepts; anything but a stanza (the stream or
-/// the connection ending) fails the test.
+/// The next stanza, which `want` must accept: the tests wait for each
+/// answer before sending more, so anything else (a stray stanza, the
+/// stream or the connection ending) is a failure.
 fn expect(conn: &mut Conn, what: &str, want: impl Fn(&Node) -> bool) -> Node {
-    conn.expect(SHORT, what, want)
+    match conn.next(SHORT) {
+        Some(Got::Stanza(n)) if want(&n) => n,
+        other => panic!("expected {what} within {SHORT:?}, got {other:?}"),
+    }
 }
 
 /// `/whoami` from `who`: the answer must be its pseudonym.
@@ -377,6 +381,129 @@ fn memcached_crash_mappings_come_back(runtime: &str) {
     stop(&mut relay, conn);
 }
 
+/// The pid of the memcached listening on `port` (from /proc).
+fn memcached_pid(port: u16) -> u32 {
+    let want = ["-p".to_owned(), port.to_string()];
+    let pids = std::fs::read_dir("/proc").expect("read /proc");
+    for entry in pids.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_memcached = args.first().is_some_and(|a| a.ends_with("memcached"));
+        if is_memcached && args.windows(2).any(|w| w == want) {
+            return pid;
+        }
+    }
+    panic!("no memcached process for port {port}");
+}
+
+/// What [`await_all`] waits for: a description and a test.
+type Want<'a> = (&'a str, &'a dyn Fn(&Node) -> bool);
+
+/// Wait for one stanza matching each of `wants` (in any order) and say
+/// when each came; any other stanza, or the stream ending, fails the test.
+fn await_all(conn: &mut Conn, within: Duration, wants: &[Want]) -> Vec<(Node, Duration)> {
+    let start = Instant::now();
+    let mut got: Vec<Option<(Node, Duration)>> = wants.iter().map(|_| None).collect();
+    while got.iter().any(Option::is_none) {
+        let left = within.saturating_sub(start.elapsed());
+        let missing: Vec<&str> = wants
+            .iter()
+            .zip(&got)
+            .filter(|(_, g)| g.is_none())
+            .map(|((what, _), _)| *what)
+            .collect();
+        let node = match conn.next(left) {
+            Some(Got::Stanza(n)) => n,
+            other => panic!("waiting for {missing:?} within {within:?}, got {other:?}"),
+        };
+        let slot = wants
+            .iter()
+            .zip(got.iter_mut())
+            .find(|((_, want), g)| g.is_none() && want(&node))
+            .map(|(_, g)| g);
+        match slot {
+            Some(g) => *g = Some((node, start.elapsed())),
+            None => panic!("waiting for {missing:?}, got an unexpected {node:?}"),
+        }
+    }
+    got.into_iter().flatten().collect()
+}
+
+/// memcached hangs (SIGSTOP): it still accepts connections but answers
+/// nothing. A lookup is answered with an error within the store timeout
+/// while other senders' stanzas go on, the relay does not spin, and once
+/// memcached resumes (SIGCONT; its late answers to abandoned requests
+/// arrive at last) lookups give the right answers again.
+fn memcached_hangs(runtime: &str) {
+    let (memcached, _server, mut relay, mut conn) = memcached_relay(runtime);
+    let pid = memcached_pid(memcached.port);
+    let a = whoami(&mut conn, ALICE, "w1");
+    let b = whoami(&mut conn, BOB, "w2");
+    relay.hash(&["--store", bare(CAROL)]);
+    let c = pseudonym(CAROL);
+
+    relay::signal(pid, "STOP");
+    let hung = CpuWatch::start(relay.pid());
+    conn.send(&chat(BOB, &c, "b1", "lookup while memcached hangs"));
+    conn.send(&format!(
+        "<iq type='get' id='p1' from='{ALICE}' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>"
+    ));
+    conn.send(&chat(ALICE, &b, "a1", "alice is not held up"));
+    let got = await_all(
+        &mut conn,
+        Duration::from_secs(10),
+        &[
+            ("the error for b1", &|n: &Node| {
+                n.attr("id") == Some("b1") && n.attr("type") == Some("error")
+            }),
+            ("the ping's result", &|n: &Node| {
+                n.attr("id") == Some("p1") && n.attr("type") == Some("result")
+            }),
+            ("a1 relayed", &|n: &Node| {
+                n.body() == Some("alice is not held up")
+            }),
+        ],
+    );
+    let (err, answered) = &got[0];
+    assert_eq!(condition(err), Some("internal-server-error"), "{err:?}");
+    assert!(
+        got[1].1 < *answered && got[2].1 < *answered,
+        "other senders waited for the hung store: {got:?}"
+    );
+    eprintln!("a lookup in a hung memcached was answered after {answered:?}");
+    assert!(
+        *answered < Duration::from_secs(6),
+        "{answered:?}: no store timeout"
+    );
+    thread::sleep(Duration::from_secs(2));
+    refused(&mut conn, BOB, &c, "b2", "internal-server-error");
+    relay.assert_running("while memcached hung");
+    hung.assert_idle("memcached hung");
+
+    relay::signal(pid, "CONT");
+    relayed(&mut conn, BOB, &c, bare(CAROL), "b3", "resumed");
+    let erin = "erin@example.net";
+    relay.hash(&["--store", erin]);
+    relayed(&mut conn, BOB, &pseudonym(erin), erin, "b4", "right answer");
+    refused(
+        &mut conn,
+        BOB,
+        &pseudonym("dave@example.com"),
+        "b5",
+        "item-not-found",
+    );
+    relayed(&mut conn, BOB, &a, bare(ALICE), "b6", "all is well");
+    stop(&mut relay, conn);
+}
+
 /// Scenario 4: a second instance for the same domain meets `conflict`. It
 /// keeps retrying with backoff (neither exiting nor spinning) and takes
 /// over once the first instance has stopped.
@@ -490,5 +617,6 @@ both_runtimes!(
                 while the relay runs, so after memcached restarts empty their pseudonyms \
                 resolve to item-not-found on other instances and after a relay restart"]
     memcached_crash_mappings_come_back,
+    memcached_hangs,
     conflict_standby,
 );

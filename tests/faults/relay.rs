@@ -40,7 +40,8 @@ fn guarded(program: &str) -> Command {
     }
 }
 
-fn signal(pid: u32, name: &str) {
+/// Send signal `name` (`TERM`, `STOP`, …) to `pid`.
+pub fn signal(pid: u32, name: &str) {
     let _ = Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
         .stderr(Stdio::null())
