@@ -259,6 +259,34 @@ fn server_restart(runtime: &str) {
     stop(&mut relay, conn);
 }
 
+/// The server accepts the connection but never answers the stream header
+/// (a hung server process): the relay gives up after `handshake_timeout`
+/// (5 s here), sleeping meanwhile, and dials again.
+fn server_silent(runtime: &str) {
+    let server = FakeServer::start();
+    let mut relay = RelayProcess::start(runtime, server.port(), "");
+    let mut silent = server.accept(RECONNECT);
+    silent.read_header(SHORT);
+    let waiting = CpuWatch::start(relay.pid());
+    let mut conn = server.accept(RECONNECT);
+    let waited = waiting.elapsed();
+    assert!(
+        waited >= Duration::from_millis(4500),
+        "gave up on the silent server after {waited:?}, before its timeout"
+    );
+    waiting.assert_idle("the server was silent");
+    match silent.next(SHORT) {
+        Some(Got::End | Got::Eof) => {}
+        other => panic!("the relay did not close the silent connection: {other:?}"),
+    }
+    relay.assert_running("after the silent server");
+    conn.handshake(PASSWORD);
+    let a = whoami(&mut conn, ALICE, "w1");
+    whoami(&mut conn, BOB, "w2");
+    relayed(&mut conn, BOB, &a, bare(ALICE), "b1", "after the silence");
+    stop(&mut relay, conn);
+}
+
 /// `PSEUDONYM => JID` as `axrelay hash --lookup` prints a stored mapping.
 fn stored(relay: &RelayProcess, jid: &str) -> bool {
     let out = relay.hash(&["--lookup", &pseudonym(jid)]);
@@ -612,6 +640,7 @@ macro_rules! both_runtimes {
 both_runtimes!(
     drop_mid_stanza,
     server_restart,
+    server_silent,
     memcached_crash,
     #[ignore = "bug: mappings written before a memcached crash are never written again \
                 while the relay runs, so after memcached restarts empty their pseudonyms \

@@ -96,6 +96,11 @@ impl CpuWatch {
         }
     }
 
+    /// Wall time since `start`.
+    pub fn elapsed(&self) -> Duration {
+        self.wall.elapsed()
+    }
+
     /// Panics if the process used more than a tenth of the wall time since
     /// `start`: waiting (for a server, a store, a backoff) must sleep.
     pub fn assert_idle(&self, what: &str) {
