@@ -642,9 +642,6 @@ both_runtimes!(
     server_restart,
     server_silent,
     memcached_crash,
-    #[ignore = "bug: mappings written before a memcached crash are never written again \
-                while the relay runs, so after memcached restarts empty their pseudonyms \
-                resolve to item-not-found on other instances and after a relay restart"]
     memcached_crash_mappings_come_back,
     memcached_hangs,
     conflict_standby,

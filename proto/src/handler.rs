@@ -49,6 +49,18 @@ What you type is passed on as it is: do not type what you want to keep private."
 /// Whether a store-backed step may run now.
 type Step = Result<(), Vec<Need>>;
 
+/// What a mapping needs before it may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteState {
+    /// Written, and the store has not failed since.
+    Done,
+    /// Written, but the store failed since: write it again, without waiting.
+    Refresh,
+    /// Never written by this relay, or due for renewal under `ttl`: write it
+    /// first.
+    Needed,
+}
+
 impl Relay {
     /// A stanza from the server while online.
     pub(crate) fn handle_stanza(&mut self, el: Element, now: Instant) {
@@ -202,14 +214,31 @@ impl Relay {
         l
     }
 
-    /// Whether this relay wrote `local` recently enough to skip the write.
-    fn is_written(&mut self, local: &str, now: Instant) -> bool {
+    /// Whether `local` must be written before it is handed out or used as
+    /// a sender's pseudonym.
+    fn write_state(&mut self, local: &str, now: Instant) -> WriteState {
         let ttl = self.cfg.ttl;
+        let failures = self.store_failures;
         match self.known.get(local).and_then(|k| k.written) {
-            Some(_) if ttl == 0 => true,
-            Some(at) => now.saturating_duration_since(at).as_secs() < u64::from(ttl / 2),
-            None => false,
+            None => WriteState::Needed,
+            Some((at, _))
+                if ttl != 0
+                    && now.saturating_duration_since(at).as_secs() >= u64::from(ttl / 2) =>
+            {
+                WriteState::Needed
+            }
+            Some((_, seen)) if seen != failures => WriteState::Refresh,
+            Some(_) => WriteState::Done,
         }
+    }
+
+    /// Write `local → identity` again without holding anything up: it was
+    /// written once, but the store has failed since and may have lost it.
+    /// Used while the store is down, this fails too, and the next use tries
+    /// again.
+    fn write_behind(&mut self, local: String, identity: &str, now: Instant) {
+        // No job waits on it; the empty sender has no queue to advance.
+        self.issue(&Need::Write(local, identity.to_owned()), "", now);
     }
 
     fn bot_message(
@@ -260,8 +289,10 @@ impl Relay {
         }
         let identity = self.cfg.identity.identity(from);
         let local = self.local_of(identity);
-        if !self.is_written(&local, now) {
-            return Err(vec![Need::Write(local, identity.to_owned())]);
+        match self.write_state(&local, now) {
+            WriteState::Needed => return Err(vec![Need::Write(local, identity.to_owned())]),
+            WriteState::Refresh if run => self.write_behind(local.clone(), identity, now),
+            _ => {}
         }
         if run {
             self.stats.whoami += 1;
@@ -342,12 +373,16 @@ impl Relay {
         }
         let identity = self.cfg.identity.identity(from);
         let sender_local = self.local_of(identity);
-        if !self.is_written(&sender_local, now) {
+        let state = self.write_state(&sender_local, now);
+        if state == WriteState::Needed {
             needs.push(Need::Write(sender_local.clone(), identity.to_owned()));
         }
         let Some(recipient) = recipient.filter(|_| needs.is_empty()) else {
             return Err(needs);
         };
+        if run && state == WriteState::Refresh {
+            self.write_behind(sender_local.clone(), identity, now);
+        }
         if run {
             self.relay_message(el, from, kind, &recipient, local, sender_local);
         }

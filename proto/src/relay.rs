@@ -24,8 +24,9 @@ use crate::writer::Writer;
 #[derive(Debug, Clone)]
 pub(crate) struct Known {
     pub(crate) identity: String,
-    /// When this relay last wrote it to the store.
-    pub(crate) written: Option<Instant>,
+    /// When this relay last wrote it to the store, and the store failure
+    /// count at that time.
+    pub(crate) written: Option<(Instant, u64)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +68,10 @@ pub struct Relay {
     framer: Option<Framer>,
     frames: Vec<Frame>,
     ping_seq: u64,
+    /// Store operations that failed or timed out so far. The store may
+    /// have lost what it held (a memcached restart), so a write made before
+    /// the latest failure no longer counts as written.
+    pub(crate) store_failures: u64,
 }
 
 impl std::fmt::Debug for Relay {
@@ -99,6 +104,7 @@ impl Relay {
             framer: None,
             frames: Vec::new(),
             ping_seq: 0,
+            store_failures: 0,
             cfg: config,
         })
     }
@@ -246,7 +252,7 @@ impl Relay {
                         local,
                         Known {
                             identity,
-                            written: Some(now),
+                            written: Some((now, self.store_failures)),
                         },
                     );
                 }
@@ -488,6 +494,9 @@ impl Relay {
 
     /// Settle an operation and advance the senders waiting on it.
     fn finish_op(&mut self, op: OpId, absent: bool, failed: bool, now: Instant) {
+        if failed {
+            self.store_failures += 1;
+        }
         if let Some((_, senders)) = self.pending.complete(op, absent, failed) {
             for s in senders {
                 self.advance(&s, now);

@@ -45,6 +45,63 @@ fn whoami_answers_the_pseudonym_and_stores_the_mapping() {
 }
 
 #[test]
+fn a_store_failure_makes_known_mappings_be_written_again() {
+    // A failed store call may mean the store lost its data (memcached
+    // restarted empty): mappings written before it are written again when
+    // next used, once, without holding up the stanza that uses them.
+    let mut h = Harness::online(config());
+    let a = h.whoami(ALICE);
+    let b = h.whoami(BOB);
+    assert_eq!(h.puts, 2);
+    h.auto_store = false;
+    h.feed(&format!(
+        "<message from='{BOB}' to='{}@{DOMAIN}' type='chat' id='m1'><body>x</body></message>",
+        "a".repeat(45)
+    ));
+    h.fail_held();
+    assert_eq!(
+        error_condition(&h.one()),
+        Some(("wait".into(), "internal-server-error".into()))
+    );
+    // The store is still down: Alice and Bob keep talking from memory, and
+    // each use tries the write again.
+    for id in ["m2", "m3"] {
+        h.feed(&format!(
+            "<message from='{ALICE}' to='{b}' type='chat' id='{id}'><body>{id}</body></message>"
+        ));
+        assert_eq!(body(&h.one()), id);
+        assert_eq!(h.held.len(), 1, "a write of Alice's mapping");
+        h.fail_held();
+        assert!(h.take().is_empty(), "nothing to answer for a write behind");
+    }
+    // The store is back, empty.
+    h.auto_store = true;
+    h.store = crate::MemoryStore::new(1000);
+    assert_eq!(h.whoami(ALICE), a);
+    assert_eq!(h.puts, 3, "Alice's mapping written again");
+    assert!(h
+        .store
+        .get(&StoreCodec::new(None).key(local(&a), DOMAIN))
+        .unwrap()
+        .is_some());
+    assert_eq!(h.whoami(ALICE), a);
+    h.feed(&format!(
+        "<message from='{ALICE}' to='{b}' type='chat' id='m4'><body>back</body></message>"
+    ));
+    assert_eq!(body(&h.one()), "back");
+    assert_eq!(
+        h.puts, 3,
+        "written once after the failure, not on every use"
+    );
+    // Bob's is written again at his next use.
+    h.feed(&format!(
+        "<message from='{BOB}' to='{a}' type='chat' id='m5'><body>hi</body></message>"
+    ));
+    assert_eq!(body(&h.one()), "hi");
+    assert_eq!(h.puts, 4);
+}
+
+#[test]
 fn whoami_with_full_identities_differs_per_resource() {
     let mut c = config();
     c.identity = IdentityMode::Full;
