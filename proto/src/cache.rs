@@ -7,10 +7,10 @@
 //! Hashing is SipHash keyed from the configuration, so peers cannot aim for
 //! collisions and the core stays deterministic.
 //!
-//! Rotations are cheap: the two tables are allocated once at their final
-//! size and swap roles, so they never rehash, and a retired generation,
-//! invisible at once, is moved aside (a copy of its entries, no hashing) and
-//! freed a few entries per insert rather than all at once (dropping 50,000
+//! Rotations are cheap: three tables, each allocated once at its final
+//! size, swap roles (young, old, retired), so none rehashes and no entry
+//! moves; a retired generation is invisible at once and freed a batch at a
+//! time over the following inserts rather than all at once (dropping 50,000
 //! entries at once stalled the relay for tens of milliseconds).
 
 use std::borrow::Borrow;
@@ -19,10 +19,13 @@ use std::hash::{BuildHasher, Hash};
 
 use siphasher::sip::SipHasher13;
 
-/// Retired entries freed per insert. A generation takes `capacity / 2`
-/// inserts to fill, so any value ≥ 1 frees a retired one before the next
-/// retires; with 4 it is gone after `capacity / 8` inserts.
-const FREE_PER_INSERT: usize = 4;
+/// Retired entries are freed `FREE_BATCH` at a time every `FREE_EVERY`
+/// inserts: 4 per insert on average. A generation takes `capacity / 2`
+/// inserts to fill, so a retired one is gone after about `capacity / 8`,
+/// long before the next retires. Batches, because each one scans the
+/// retired table from its start.
+const FREE_EVERY: usize = 64;
+const FREE_BATCH: usize = 4 * FREE_EVERY;
 
 /// SipHash-1-3 with fixed per-relay keys.
 #[derive(Debug, Clone, Copy)]
@@ -49,12 +52,14 @@ impl BuildHasher for Keyed {
 pub(crate) struct GenMap<K, V> {
     young: HashMap<K, V, Keyed>,
     old: HashMap<K, V, Keyed>,
-    /// The generation before `old`: invisible, freed `FREE_PER_INSERT` at a
-    /// time. The vector and the emptied table are kept for the next rotation,
-    /// so a rotation allocates and frees no large block (freeing one made
-    /// glibc consolidate every small chunk freed since, for milliseconds).
-    retired: Vec<(K, V)>,
+    /// The generation before `old`: invisible, emptied a batch at a time,
+    /// then the next young table. Three tables that swap roles: a rotation
+    /// moves no entry and allocates and frees no large block (freeing one
+    /// made glibc consolidate every small chunk freed since, for
+    /// milliseconds).
+    retired: HashMap<K, V, Keyed>,
     half: usize,
+    inserts: usize,
 }
 
 impl<K, V> std::fmt::Debug for GenMap<K, V> {
@@ -82,8 +87,9 @@ impl<K: Hash + Eq, V> GenMap<K, V> {
         GenMap {
             young: table(half, hasher),
             old: HashMap::with_hasher(hasher),
-            retired: Vec::new(),
+            retired: HashMap::with_hasher(hasher),
             half,
+            inserts: 0,
         }
     }
 
@@ -97,20 +103,33 @@ impl<K: Hash + Eq, V> GenMap<K, V> {
 
     /// Young becomes old; the old generation is retired.
     fn rotate(&mut self) {
-        // A generation still being freed (impossible, see `FREE_PER_INSERT`)
-        // would be dropped here.
+        // Only in small maps (fewer than `4 * FREE_EVERY` entries) is
+        // anything left to drop here, see `FREE_EVERY`.
         self.retired.clear();
-        // Allocates on the second rotation only; later ones reuse it.
-        let _ = self.retired.try_reserve(self.old.len());
-        self.retired.extend(self.old.drain());
+        std::mem::swap(&mut self.retired, &mut self.old);
         std::mem::swap(&mut self.old, &mut self.young);
-        // Allocates on the first rotation only (`old` starts unallocated).
+        // Allocates on the first two rotations only (the spare tables start
+        // unallocated).
         let _ = self.young.try_reserve(self.half);
     }
 
     fn free_some(&mut self) {
-        let n = self.retired.len().saturating_sub(FREE_PER_INSERT);
-        self.retired.truncate(n);
+        self.inserts = self.inserts.wrapping_add(1);
+        let left = self.retired.len();
+        if left == 0 || !self.inserts.is_multiple_of(FREE_EVERY) {
+            return;
+        }
+        if left > FREE_BATCH {
+            self.retired
+                .extract_if(|_, _| true)
+                .take(FREE_BATCH)
+                .for_each(drop);
+        } else {
+            // `clear` on a non-empty table also resets the slots the removals
+            // only marked as deleted, which would otherwise count against the
+            // room of the next young table (and make it rehash).
+            self.retired.clear();
+        }
     }
 
     pub(crate) fn get<Q>(&mut self, k: &Q) -> Option<&mut V>
@@ -169,7 +188,7 @@ mod tests {
             m.insert(i, i);
             assert_eq!(m.young.capacity(), cap);
             assert!(m.len() <= 1000);
-            assert!(m.retired.capacity() <= 500);
+            assert!(m.retired.len() <= 500);
         }
     }
 
@@ -182,12 +201,12 @@ mod tests {
         // 0..500 are old, 500..1000 young: all visible.
         assert_eq!(m.len(), 1000);
         assert!(m.retired.is_empty());
-        // The next insert retires 0..500 and starts freeing them.
+        // The next insert retires 0..500; they are invisible at once.
         m.insert(1000, 1000);
         assert_eq!(m.len(), 501);
-        assert_eq!(m.retired.len(), 500 - FREE_PER_INSERT);
+        assert!(m.retired.len() >= 500 - FREE_BATCH);
         assert_eq!(m.get(&0), None);
-        for i in 1001..1000 + 500 / FREE_PER_INSERT as u32 + 1 {
+        for i in 1001..1000 + 2 * FREE_EVERY as u32 {
             m.insert(i, i);
         }
         assert!(m.retired.is_empty(), "{m:?}");
