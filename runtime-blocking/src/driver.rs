@@ -4,7 +4,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use crate::drain::{drain, Outputs};
 use crate::lifecycle::{Lifecycle, Next};
 use crate::report::StatsTicker;
 use crate::stop::Stopper;
-use crate::store_jobs::{perform, Job, JobQueue, Outcomes, MAX_IN_FLIGHT};
+use crate::store_jobs::{spawn_workers, Job, JobQueue, Outcomes};
 
 /// A write that makes no progress this long means the connection is dead.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -57,7 +57,10 @@ impl Driver {
         store: Arc<dyn Store>,
         stopper: Stopper,
     ) -> Self {
-        let work = spawn_workers(store, &stopper.tx);
+        let tx = stopper.tx.clone();
+        let work = spawn_workers(store, move |outcomes| {
+            tx.send(Event::Store(outcomes)).is_ok()
+        });
         Driver {
             relay,
             life: Lifecycle::new(Target::new(opts)),
@@ -275,31 +278,4 @@ fn start_reader(conn: u64, stream: &TcpStream, tx: &SyncSender<Event>) -> io::Re
             }
         })?;
     Ok(())
-}
-
-/// The store worker pool; it ends when the returned sender is dropped.
-fn spawn_workers(store: Arc<dyn Store>, tx: &SyncSender<Event>) -> mpsc::Sender<Job> {
-    let (work_tx, work_rx) = mpsc::channel::<Job>();
-    let work_rx = Arc::new(Mutex::new(work_rx));
-    for i in 0..MAX_IN_FLIGHT {
-        let (store, work_rx, tx) = (store.clone(), work_rx.clone(), tx.clone());
-        let spawned = thread::Builder::new()
-            .name(format!("axrelay-store-{i}"))
-            .spawn(move || loop {
-                let job = match work_rx.lock() {
-                    Ok(rx) => match rx.recv() {
-                        Ok(job) => job,
-                        Err(_) => return,
-                    },
-                    Err(_) => return,
-                };
-                if tx.send(Event::Store(perform(&*store, job))).is_err() {
-                    return;
-                }
-            });
-        if let Err(e) = spawned {
-            log::error!("cannot start store worker: {e}");
-        }
-    }
-    work_tx
 }

@@ -3,6 +3,8 @@
 
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
 
 use axrelay_proto::{OpId, Store, StoreError, StoreOutcome};
 use bytes::Bytes;
@@ -135,6 +137,41 @@ pub fn perform(store: &dyn Store, job: Job) -> Outcomes {
             }
         }
     }
+}
+
+/// Start [`MAX_IN_FLIGHT`] store threads that perform the jobs sent on the
+/// returned sender and hand each job's outcomes to `deliver`. Dedicated
+/// threads keep a store client's connections on a few long-lived threads.
+/// A thread ends when the sender is dropped or `deliver` returns false (no
+/// one is listening any more).
+pub fn spawn_workers<D>(store: Arc<dyn Store>, deliver: D) -> mpsc::Sender<Job>
+where
+    D: Fn(Outcomes) -> bool + Clone + Send + 'static,
+{
+    let (work_tx, work_rx) = mpsc::channel::<Job>();
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    for i in 0..MAX_IN_FLIGHT {
+        let (store, work_rx, deliver) = (store.clone(), work_rx.clone(), deliver.clone());
+        let spawned = thread::Builder::new()
+            .name(format!("axrelay-store-{i}"))
+            .spawn(move || loop {
+                // The lock is held only while waiting for the next job.
+                let job = match work_rx.lock() {
+                    Ok(rx) => match rx.recv() {
+                        Ok(job) => job,
+                        Err(_) => return,
+                    },
+                    Err(_) => return,
+                };
+                if !deliver(perform(&*store, job)) {
+                    return;
+                }
+            });
+        if let Err(e) = spawned {
+            log::error!("cannot start store worker: {e}");
+        }
+    }
+    work_tx
 }
 
 fn panicked(store: &dyn Store) -> StoreError {

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::{Shutdown, TcpStream};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use axrelay_proto::driver::{Exit, Options};
@@ -12,8 +12,8 @@ use axrelay_runtime_blocking::connect::{self, ConnectError, Target};
 use axrelay_runtime_blocking::drain::{drain, Outputs};
 use axrelay_runtime_blocking::lifecycle::{Lifecycle, Next};
 use axrelay_runtime_blocking::report::StatsTicker;
-use axrelay_runtime_blocking::store_jobs::{perform, JobQueue, Outcomes};
-use smol::channel::{self, Receiver, Sender};
+use axrelay_runtime_blocking::store_jobs::{spawn_workers, Job, JobQueue, Outcomes};
+use smol::channel::{self, Receiver};
 use smol::future::{self, FutureExt};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Async, Task, Timer};
@@ -37,8 +37,7 @@ pub(crate) struct Driver {
     relay: Relay,
     life: Lifecycle,
     jobs: JobQueue,
-    store: Arc<dyn Store>,
-    results_tx: Sender<Outcomes>,
+    work: mpsc::Sender<Job>,
     results_rx: Receiver<Outcomes>,
     stats: StatsTicker,
     stopper: Stopper,
@@ -53,13 +52,15 @@ impl Driver {
         stopper: Stopper,
     ) -> Self {
         // Bounded by the number of store calls in flight.
-        let (results_tx, results_rx) = channel::unbounded();
+        let (results_tx, results_rx) = channel::unbounded::<Outcomes>();
+        let work = spawn_workers(store, move |outcomes| {
+            results_tx.send_blocking(outcomes).is_ok()
+        });
         Driver {
             relay,
             life: Lifecycle::new(Target::new(opts)),
             jobs: JobQueue::new(opts.max_store_batch),
-            store,
-            results_tx,
+            work,
             results_rx,
             stats: StatsTicker::new(opts.stats_interval, Instant::now()),
             stopper,
@@ -264,23 +265,21 @@ impl Driver {
         }
     }
 
-    /// Start queued store jobs on the blocking pool, up to the in-flight cap.
+    /// Hand queued store jobs to the store threads, up to the in-flight cap.
     fn dispatch(&mut self) {
         while let Some(job) = self.jobs.next_to_start() {
-            let store = self.store.clone();
-            let tx = self.results_tx.clone();
-            smol::unblock(move || {
-                // The receiver lives as long as the driver; after that the
-                // answer has no one to go to.
-                let _ = tx.send_blocking(perform(&*store, job));
-            })
-            .detach();
+            if self.work.send(job).is_err() {
+                // The threads only end with the driver; the core times the
+                // operation out if this ever happens.
+                log::error!("store workers are gone");
+                self.jobs.finished();
+            }
         }
     }
 }
 
-/// Wait for the next store result; the driver keeps a sender, so the
-/// channel never closes while it waits.
+/// Wait for the next store result; the store threads keep senders while
+/// the driver lives, so the channel does not close while it waits.
 async fn recv(rx: &Receiver<Outcomes>) -> Wake {
     match rx.recv().await {
         Ok(outcomes) => Wake::Results(outcomes),

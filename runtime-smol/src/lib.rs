@@ -3,8 +3,8 @@
 //!
 //! One task owns the relay and the server stream and waits on whichever
 //! comes first: a stop request, finished store work, the relay's deadline,
-//! or bytes from the server. Store calls run on the blocking pool and report
-//! back through a channel, so a slow store never stalls the stanza loop.
+//! or bytes from the server. Store calls run on a few dedicated store
+//! threads and report back through a channel, so a slow store never stalls the stanza loop.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
