@@ -8,7 +8,7 @@ use crate::idmap::Sent;
 use crate::jid::Jid;
 use crate::ns;
 use crate::pending::{Job, Need, Resolution};
-use crate::pseudonym::Pseudonymizer;
+use crate::pseudonym::{Local, Pseudonymizer};
 use crate::relay::Relay;
 use crate::Action;
 
@@ -68,14 +68,17 @@ impl Relay {
             self.stats.dropped += 1;
             return;
         }
-        let Some(sender) = el.attr("from").map(str::to_owned) else {
+        let Some(sender) = el.attr("from") else {
             self.stats.dropped += 1;
             return;
         };
-        if self.pending.has_queue(&sender) {
+        // The sender is copied only for a stanza that has to wait.
+        if self.pending.has_queue(sender) {
+            let sender = sender.to_owned();
             return self.enqueue(el, &sender, now);
         }
         if let Err(needs) = self.process(&el, &Resolution::default(), true, now) {
+            let sender = el.attr("from").unwrap_or_default().to_owned();
             self.enqueue_with(el, &sender, needs, now);
         }
     }
@@ -205,12 +208,12 @@ impl Relay {
     }
 
     /// The pseudonym localpart of an identity (cached; the HMAC is the cost).
-    fn local_of(&mut self, identity: &str) -> String {
+    fn local_of(&mut self, identity: &str) -> Local {
         if let Some(l) = self.forward.get(identity) {
-            return l.clone();
+            return *l;
         }
-        let l = self.pseudo.localpart(identity);
-        self.forward.insert(identity.to_owned(), l.clone());
+        let l = self.pseudo.local(identity);
+        self.forward.insert(identity.to_owned(), l);
         l
     }
 
@@ -236,9 +239,9 @@ impl Relay {
     /// written once, but the store has failed since and may have lost it.
     /// Used while the store is down, this fails too, and the next use tries
     /// again.
-    fn write_behind(&mut self, local: String, identity: &str, now: Instant) {
+    fn write_behind(&mut self, local: &str, identity: &str, now: Instant) {
         // No job waits on it; the empty sender has no queue to advance.
-        self.issue(&Need::Write(local, identity.to_owned()), "", now);
+        self.issue(&Need::Write(local.to_owned(), identity.to_owned()), "", now);
     }
 
     fn bot_message(
@@ -290,8 +293,10 @@ impl Relay {
         let identity = self.cfg.identity.identity(from);
         let local = self.local_of(identity);
         match self.write_state(&local, now) {
-            WriteState::Needed => return Err(vec![Need::Write(local, identity.to_owned())]),
-            WriteState::Refresh if run => self.write_behind(local.clone(), identity, now),
+            WriteState::Needed => {
+                return Err(vec![Need::Write(local.to_string(), identity.to_owned())])
+            }
+            WriteState::Refresh if run => self.write_behind(&local, identity, now),
             _ => {}
         }
         if run {
@@ -375,13 +380,13 @@ impl Relay {
         let sender_local = self.local_of(identity);
         let state = self.write_state(&sender_local, now);
         if state == WriteState::Needed {
-            needs.push(Need::Write(sender_local.clone(), identity.to_owned()));
+            needs.push(Need::Write(sender_local.to_string(), identity.to_owned()));
         }
         let Some(recipient) = recipient.filter(|_| needs.is_empty()) else {
             return Err(needs);
         };
         if run && state == WriteState::Refresh {
-            self.write_behind(sender_local.clone(), identity, now);
+            self.write_behind(&sender_local, identity, now);
         }
         if run {
             self.relay_message(el, from, kind, &recipient, local, sender_local);
@@ -396,8 +401,13 @@ impl Relay {
         kind: Option<&'static str>,
         recipient: &str,
         local: &str,
-        sender_local: String,
+        sender_local: Local,
     ) {
+        let Some(recipient_local) = Local::parse(local) else {
+            // The caller checked its shape; nothing to relay to otherwise.
+            self.stats.dropped += 1;
+            return;
+        };
         let ids = &mut self.ids;
         let items = filter::allowed(el, |k, id| match k {
             RefKind::Received(bit) => ids.back(id, &sender_local, local, bit),
@@ -410,7 +420,7 @@ impl Relay {
         let fresh = self.ids.fresh();
         let mut s = self.writer.stanza(&mut self.out, "message");
         s.to(recipient)
-            .from(Some(&sender_local), Some(&self.cfg.resource))
+            .from(Some(sender_local.as_str()), Some(&self.cfg.resource))
             .attr("id", &fresh);
         if let Some(t) = kind {
             s.attr("type", t);
@@ -446,7 +456,7 @@ impl Relay {
                 orig_id: el.attr("id").map(str::to_owned),
                 sender_full: from.full().to_owned(),
                 sender_local,
-                recipient_local: local.to_owned(),
+                recipient_local,
                 acked: 0,
             },
         );
@@ -459,7 +469,7 @@ impl Relay {
         let sent = el
             .attr("id")
             .and_then(|id| self.ids.sent(id))
-            .filter(|s| s.sender_local == local)
+            .filter(|s| *s.sender_local == *local)
             .cloned();
         let Some(sent) = sent else {
             self.stats.dropped += 1;
@@ -483,7 +493,10 @@ impl Relay {
             .unwrap_or("undefined-condition");
         let mut s = self.writer.stanza(&mut self.out, "message");
         s.to(&sent.sender_full)
-            .from(Some(&sent.recipient_local), Some(&self.cfg.resource))
+            .from(
+                Some(sent.recipient_local.as_str()),
+                Some(&self.cfg.resource),
+            )
             .attr("type", "error");
         if let Some(id) = &sent.orig_id {
             s.attr("id", id);

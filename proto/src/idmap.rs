@@ -15,6 +15,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::cache::{GenMap, Keyed};
+use crate::pseudonym::Local;
 
 /// What the relay remembers about one relayed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,9 +26,9 @@ pub(crate) struct Sent {
     /// a bare JID).
     pub(crate) sender_full: String,
     /// Pseudonym localpart of the sender.
-    pub(crate) sender_local: String,
+    pub(crate) sender_local: Local,
     /// Pseudonym localpart of the recipient.
-    pub(crate) recipient_local: String,
+    pub(crate) recipient_local: Local,
     /// Kinds of acknowledgement already passed back (bits of `RefKind::Received`).
     pub(crate) acked: u8,
 }
@@ -151,7 +152,7 @@ impl IdMap {
         bit: u8,
     ) -> Option<String> {
         let s = self.by_fresh.get(&FreshId::parse(fresh)?)?;
-        if s.recipient_local != from_local || s.sender_local != to_local || s.acked & bit != 0 {
+        if *s.recipient_local != *from_local || *s.sender_local != *to_local || s.acked & bit != 0 {
             return None;
         }
         s.acked |= bit;
@@ -168,8 +169,8 @@ impl IdMap {
     ) -> Option<String> {
         let raw = *self.by_orig.get(&self.orig_key(from_local, orig))?;
         let s = self.by_fresh.get(&raw)?;
-        let same = s.recipient_local == to_local
-            && s.sender_local == from_local
+        let same = *s.recipient_local == *to_local
+            && *s.sender_local == *from_local
             && s.orig_id.as_deref() == Some(orig);
         same.then(|| FreshId::new(raw).to_string())
     }
@@ -179,12 +180,21 @@ impl IdMap {
 mod tests {
     use super::*;
 
+    // Three pseudonym localparts: 45 base32 characters each.
+    const PA: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const PB: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const PC: &str = "ccccccccccccccccccccccccccccccccccccccccccccc";
+
+    fn local(s: &str) -> Local {
+        Local::parse(s).expect("a well-formed localpart")
+    }
+
     fn sent(orig: &str) -> Sent {
         Sent {
             orig_id: Some(orig.into()),
             sender_full: "a@x/r".into(),
-            sender_local: "pa".into(),
-            recipient_local: "pb".into(),
+            sender_local: local(PA),
+            recipient_local: local(PB),
             acked: 0,
         }
     }
@@ -227,19 +237,19 @@ mod tests {
         let mut m = IdMap::new(&[1; 32], 10);
         let f = m.fresh();
         m.record(f, sent("orig-1"));
-        assert_eq!(m.back(&f, "pc", "pa", 1), None);
-        assert_eq!(m.back(&f, "pa", "pb", 1), None);
-        assert_eq!(m.back("unknown", "pb", "pa", 1), None);
-        assert_eq!(m.back(&f.to_uppercase(), "pb", "pa", 1), None);
-        assert_eq!(m.back(&f, "pb", "pa", 1).as_deref(), Some("orig-1"));
+        assert_eq!(m.back(&f, PC, PA, 1), None);
+        assert_eq!(m.back(&f, PA, PB, 1), None);
+        assert_eq!(m.back("unknown", PB, PA, 1), None);
+        assert_eq!(m.back(&f.to_uppercase(), PB, PA, 1), None);
+        assert_eq!(m.back(&f, PB, PA, 1).as_deref(), Some("orig-1"));
         // A second acknowledgement of the same kind (another device) is dropped…
-        assert_eq!(m.back(&f, "pb", "pa", 1), None);
+        assert_eq!(m.back(&f, PB, PA, 1), None);
         // …one of another kind passes.
-        assert_eq!(m.back(&f, "pb", "pa", 4).as_deref(), Some("orig-1"));
-        assert_eq!(m.forward("orig-1", "pa", "pb").as_deref(), Some(&*f));
-        assert_eq!(m.forward("orig-1", "pa", "pc"), None);
-        assert_eq!(m.forward("orig-1", "pc", "pb"), None);
-        assert_eq!(m.forward("orig-2", "pa", "pb"), None);
+        assert_eq!(m.back(&f, PB, PA, 4).as_deref(), Some("orig-1"));
+        assert_eq!(m.forward("orig-1", PA, PB).as_deref(), Some(&*f));
+        assert_eq!(m.forward("orig-1", PA, PC), None);
+        assert_eq!(m.forward("orig-1", PC, PB), None);
+        assert_eq!(m.forward("orig-2", PA, PB), None);
         assert_eq!(
             m.sent(&f),
             Some(&Sent {
@@ -256,7 +266,7 @@ mod tests {
         m.record(f1, sent("same"));
         let f2 = m.fresh();
         m.record(f2, sent("same"));
-        assert_eq!(m.forward("same", "pa", "pb").as_deref(), Some(&*f2));
+        assert_eq!(m.forward("same", PA, PB).as_deref(), Some(&*f2));
         // Without an original id nothing is translated forward.
         let f3 = m.fresh();
         m.record(
@@ -266,8 +276,8 @@ mod tests {
                 ..sent("")
             },
         );
-        assert_eq!(m.forward("", "pa", "pb"), None);
-        assert_eq!(m.back(&f3, "pb", "pa", 1), None);
+        assert_eq!(m.forward("", PA, PB), None);
+        assert_eq!(m.back(&f3, PB, PA, 1), None);
         assert!(m.sent(&f3).is_some());
     }
 

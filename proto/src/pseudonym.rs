@@ -14,6 +14,48 @@ use crate::jid::Jid;
 pub const LOCALPART_LEN: usize = 45;
 const DIGEST_LEN: usize = 28;
 
+/// A pseudonym localpart held inline: the relay keeps two per relayed
+/// message and one per known sender, and these need no allocation.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Local([u8; LOCALPART_LEN]);
+
+impl Local {
+    /// `s` as a `Local`, if it has the shape of a pseudonym.
+    pub fn parse(s: &str) -> Option<Local> {
+        if !Pseudonymizer::is_well_formed(s) {
+            return None;
+        }
+        let mut buf = [0u8; LOCALPART_LEN];
+        buf.copy_from_slice(s.as_bytes());
+        Some(Local(buf))
+    }
+
+    /// The localpart's text.
+    pub fn as_str(&self) -> &str {
+        // Always ASCII: base32 output, or checked by `parse`.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for Local {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for Local {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for Local {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Local({})", self.as_str())
+    }
+}
+
 /// Which part of the sender's JID the pseudonym is derived from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IdentityMode {
@@ -62,9 +104,15 @@ impl Pseudonymizer {
 
     /// The 45-character localpart for `identity`.
     pub fn localpart(&self, identity: &str) -> String {
-        let mut s = BASE32_NOPAD.encode(&self.digest(identity));
-        s.make_ascii_lowercase();
-        s
+        self.local(identity).to_string()
+    }
+
+    /// The localpart for `identity`, held inline (no allocation).
+    pub fn local(&self, identity: &str) -> Local {
+        let mut buf = [0u8; LOCALPART_LEN];
+        BASE32_NOPAD.encode_mut(&self.digest(identity), &mut buf);
+        buf.make_ascii_lowercase();
+        Local(buf)
     }
 
     /// Whether `localpart` has the shape of a pseudonym (45 base32 characters).
@@ -138,5 +186,12 @@ mod tests {
         assert!(!p.verify(std::str::from_utf8(&flipped).unwrap(), "alice@example.com"));
         // A different secret gives a different pseudonym.
         assert!(!Pseudonymizer::new(b"another secret!!").verify(&local, "alice@example.com"));
+        assert_eq!(
+            Local::parse(&local).map(|l| l.to_string()),
+            Some(local.clone())
+        );
+        assert_eq!(p.local("alice@example.com").as_str(), local);
+        assert_eq!(Local::parse(&local[1..]), None);
+        assert_eq!(Local::parse(&local.to_uppercase()), None);
     }
 }

@@ -1,6 +1,7 @@
 //! The connection state machine and the public API.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -15,7 +16,7 @@ use crate::framer::{Frame, FrameError, Framer};
 use crate::idmap::IdMap;
 use crate::ns;
 use crate::pending::{OpKind, Pending};
-use crate::pseudonym::Pseudonymizer;
+use crate::pseudonym::{Local, Pseudonymizer};
 use crate::seal::StoreCodec;
 use crate::stats::Stats;
 use crate::writer::Writer;
@@ -23,7 +24,8 @@ use crate::writer::Writer;
 /// A mapping the relay knows: pseudonym localpart → verified identity.
 #[derive(Debug, Clone)]
 pub(crate) struct Known {
-    pub(crate) identity: String,
+    /// Shared, so that each relayed message takes a reference, not a copy.
+    pub(crate) identity: Arc<str>,
     /// When this relay last wrote it to the store, and the store failure
     /// count at that time.
     pub(crate) written: Option<(Instant, u64)>,
@@ -61,7 +63,7 @@ pub struct Relay {
     pub(crate) actions: VecDeque<Action>,
     pub(crate) stats: Stats,
     pub(crate) known: GenMap<String, Known>,
-    pub(crate) forward: GenMap<String, String>,
+    pub(crate) forward: GenMap<String, Local>,
     pub(crate) ids: IdMap,
     pub(crate) pending: Pending,
     state: State,
@@ -247,7 +249,7 @@ impl Relay {
             }
             StoreOutcome::Stored => {
                 if let Some(OpKind::Put { local, identity }) = self.pending.kind(op) {
-                    let (local, identity) = (local.clone(), identity.clone());
+                    let (local, identity) = (local.clone(), Arc::from(identity.as_str()));
                     self.known.insert(
                         local,
                         Known {
@@ -267,7 +269,7 @@ impl Relay {
                                 self.known.insert(
                                     local,
                                     Known {
-                                        identity,
+                                        identity: Arc::from(identity),
                                         written: None,
                                     },
                                 );
