@@ -113,27 +113,32 @@ impl Relay {
             .pending
             .op_for(need, sender, now + self.cfg.store_timeout);
         if new {
-            let domain = &self.cfg.domain;
-            match need {
-                Need::Lookup(local) => {
-                    self.stats.lookups += 1;
-                    let key = self.codec.key(local, domain);
-                    self.actions.push_back(Action::Get { op, key });
-                }
-                Need::Write(local, identity) => {
-                    self.stats.writes += 1;
-                    let key = self.codec.key(local, domain);
-                    let value = self.codec.seal(local, domain, identity);
-                    self.actions.push_back(Action::Put {
-                        op,
-                        key,
-                        value,
-                        ttl: self.cfg.ttl,
-                    });
-                }
-            }
+            self.emit(need, op);
         }
         op
+    }
+
+    /// The store action for a new operation.
+    fn emit(&mut self, need: &Need, op: crate::OpId) {
+        let domain = &self.cfg.domain;
+        match need {
+            Need::Lookup(local) => {
+                self.stats.lookups += 1;
+                let key = self.codec.key(local, domain);
+                self.actions.push_back(Action::Get { op, key });
+            }
+            Need::Write(local, identity) => {
+                self.stats.writes += 1;
+                let key = self.codec.key(local, domain);
+                let value = self.codec.seal(local, domain, identity);
+                self.actions.push_back(Action::Put {
+                    op,
+                    key,
+                    value,
+                    ttl: self.cfg.ttl,
+                });
+            }
+        }
     }
 
     /// Run every job at the head of `sender`'s queue that is ready.
@@ -238,10 +243,17 @@ impl Relay {
     /// Write `local → identity` again without holding anything up: it was
     /// written once, but the store has failed since and may have lost it.
     /// Used while the store is down, this fails too, and the next use tries
-    /// again.
+    /// again; so does a use while `max_pending` such writes are in flight,
+    /// which keeps a slow store from collecting one per known sender.
     fn write_behind(&mut self, local: &str, identity: &str, now: Instant) {
-        // No job waits on it; the empty sender has no queue to advance.
-        self.issue(&Need::Write(local.to_owned(), identity.to_owned()), "", now);
+        let need = Need::Write(local.to_owned(), identity.to_owned());
+        let deadline = now + self.cfg.store_timeout;
+        if let Some(op) = self
+            .pending
+            .op_behind(&need, deadline, self.cfg.max_pending)
+        {
+            self.emit(&need, op);
+        }
     }
 
     fn bot_message(

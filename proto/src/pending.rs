@@ -60,6 +60,8 @@ pub(crate) enum OpKind {
 pub(crate) struct Op {
     pub(crate) kind: OpKind,
     waiters: Vec<String>,
+    /// Issued by [`Pending::op_behind`]: no job asked for it.
+    behind: bool,
 }
 
 pub(crate) struct Pending {
@@ -68,6 +70,8 @@ pub(crate) struct Pending {
     inflight_get: HashMap<String, OpId, Keyed>,
     inflight_put: HashMap<String, OpId, Keyed>,
     deadlines: VecDeque<(Instant, OpId)>,
+    /// Operations in flight that no job asked for (writes behind).
+    behind: usize,
     jobs: usize,
     /// Total weight of the queued jobs.
     bytes: usize,
@@ -82,6 +86,7 @@ impl Pending {
             inflight_get: HashMap::with_hasher(hasher),
             inflight_put: HashMap::with_hasher(hasher),
             deadlines: VecDeque::new(),
+            behind: 0,
             jobs: 0,
             bytes: 0,
             next_op: 0,
@@ -161,6 +166,39 @@ impl Pending {
             }
             return (op, false);
         }
+        (
+            self.insert_op(need, vec![sender.to_owned()], false, deadline),
+            true,
+        )
+    }
+
+    /// A write no job waits on (a mapping written again after a store
+    /// failure), unless one for the same mapping is in flight or `limit`
+    /// such writes are: then `None`, and a later use tries again. Without
+    /// the limit a slow store would collect one per known sender.
+    pub(crate) fn op_behind(
+        &mut self,
+        need: &Need,
+        deadline: Instant,
+        limit: usize,
+    ) -> Option<OpId> {
+        let Need::Write(local, _) = need else {
+            return None;
+        };
+        if self.behind >= limit || self.inflight_put.contains_key(local) {
+            return None;
+        }
+        self.behind += 1;
+        Some(self.insert_op(need, Vec::new(), true, deadline))
+    }
+
+    fn insert_op(
+        &mut self,
+        need: &Need,
+        waiters: Vec<String>,
+        behind: bool,
+        deadline: Instant,
+    ) -> OpId {
         self.next_op += 1;
         let op = OpId(self.next_op);
         let kind = match need {
@@ -180,11 +218,12 @@ impl Pending {
             op,
             Op {
                 kind,
-                waiters: vec![sender.to_owned()],
+                waiters,
+                behind,
             },
         );
         self.deadlines.push_back((deadline, op));
-        (op, true)
+        op
     }
 
     /// Add `op` to the waits of `sender`'s last job.
@@ -216,6 +255,9 @@ impl Pending {
         failed: bool,
     ) -> Option<(OpKind, Vec<String>)> {
         let o = self.ops.remove(&op)?;
+        if o.behind {
+            self.behind -= 1;
+        }
         self.prune_deadlines();
         match &o.kind {
             OpKind::Get { local } => {
@@ -301,6 +343,7 @@ impl Pending {
         self.inflight_get.clear();
         self.inflight_put.clear();
         self.deadlines.clear();
+        self.behind = 0;
         self.jobs = 0;
         self.bytes = 0;
     }

@@ -102,6 +102,55 @@ fn a_store_failure_makes_known_mappings_be_written_again() {
 }
 
 #[test]
+fn writes_behind_are_bounded_while_the_store_is_slow() {
+    // After a store failure every known sender's mapping is due to be
+    // written again. With the store slow, those writes must not pile up one
+    // per sender: at most `max_pending` are in flight, the messages are
+    // relayed meanwhile, and the rest are written at a later use.
+    let mut c = config();
+    c.max_pending = 2;
+    let mut h = Harness::online(c);
+    let b = h.whoami(BOB);
+    let senders: Vec<String> = (0..6).map(|i| format!("user{i}@a.example/r")).collect();
+    for s in &senders {
+        h.whoami(s);
+    }
+    assert_eq!(h.puts, 7);
+    h.auto_store = false;
+    h.feed(&format!(
+        "<message from='{BOB}' to='{}@{DOMAIN}' type='chat'><body>x</body></message>",
+        "a".repeat(45)
+    ));
+    h.fail_held();
+    assert!(error_condition(&h.one()).is_some());
+    // The store answers nothing now.
+    for (i, s) in senders.iter().enumerate() {
+        for k in 0..3 {
+            h.feed(&format!(
+                "<message from='{s}' to='{b}' type='chat'><body>{i}.{k}</body></message>"
+            ));
+            assert_eq!(body(&h.one()), format!("{i}.{k}"), "relayed at once");
+        }
+    }
+    assert_eq!(h.held.len(), 2, "{:?}", h.log);
+    assert!(h
+        .held
+        .iter()
+        .all(|a| matches!(a, crate::Action::Put { .. })));
+    // The store answers: the two are written; the others at their next use.
+    h.auto_store = true;
+    h.release_all();
+    assert_eq!(h.puts, 9);
+    for s in &senders {
+        h.feed(&format!(
+            "<message from='{s}' to='{b}' type='chat'><body>again</body></message>"
+        ));
+        assert_eq!(body(&h.one()), "again");
+    }
+    assert_eq!(h.puts, 13, "each remaining mapping written once");
+}
+
+#[test]
 fn whoami_with_full_identities_differs_per_resource() {
     let mut c = config();
     c.identity = IdentityMode::Full;
