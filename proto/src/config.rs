@@ -91,7 +91,8 @@ pub struct Config {
     pub cache_capacity: usize,
     /// Relayed message ids remembered for receipts, markers and corrections.
     pub id_map_capacity: usize,
-    /// Stanzas allowed to wait on the store at once.
+    /// Stanzas allowed to wait on the store at once; also the number of
+    /// mappings that may be being written again after a store failure.
     pub max_pending: usize,
     /// What those stanzas may hold in total (approximate heap bytes, see
     /// `Element::weight`), beyond which only a first one may wait: with a
