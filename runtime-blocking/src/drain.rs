@@ -1,15 +1,16 @@
 //! Collecting what the relay owes the runtime after each `handle_*` call.
 
 use axrelay_proto::{Action, DisconnectReason, Relay};
+use bytes::Bytes;
 
 use crate::store_jobs::JobQueue;
 
 /// Everything one drain produced, apart from store jobs (queued directly).
 #[derive(Debug, Default)]
 pub struct Outputs {
-    /// Bytes to write, all transmits concatenated in order (one write per
-    /// wake-up; the stream header is always whole).
-    pub bytes: Vec<u8>,
+    /// Bytes to write: the core's output buffer as it hands it over, not
+    /// copied (one write per wake-up; the stream header is always whole).
+    pub bytes: Bytes,
     /// The handshake succeeded during this drain.
     pub online: bool,
     /// The connection is over; write `bytes`, then close.
@@ -21,7 +22,16 @@ pub struct Outputs {
 pub fn drain(relay: &mut Relay, jobs: &mut JobQueue, out: &mut Outputs) {
     loop {
         while let Some(bytes) = relay.poll_transmit() {
-            out.bytes.extend_from_slice(&bytes);
+            if out.bytes.is_empty() {
+                out.bytes = bytes;
+            } else {
+                // The core hands over everything it has at once, so this
+                // is not expected; if it happens, the order is kept.
+                let mut joined = Vec::with_capacity(out.bytes.len() + bytes.len());
+                joined.extend_from_slice(&out.bytes);
+                joined.extend_from_slice(&bytes);
+                out.bytes = Bytes::from(joined);
+            }
         }
         let Some(action) = relay.poll_action() else {
             break;
