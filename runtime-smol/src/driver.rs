@@ -159,6 +159,9 @@ impl Driver {
         self.relay.handle_connected(now);
         let mut buf = vec![0u8; READ_BUF];
         let mut timer = Timer::never();
+        // What `timer` is set to; re-arming it costs a trip through the
+        // reactor, so it is done only when the deadline moves or it fired.
+        let mut armed: Option<Instant> = None;
         let mut closed = false;
         let mut stop_deadline: Option<Instant> = None;
         loop {
@@ -214,7 +217,10 @@ impl Driver {
             if let Some(t) = stop_deadline {
                 wake = wake.min(t);
             }
-            timer.set_at(wake);
+            if armed != Some(wake) {
+                timer.set_at(wake);
+                armed = Some(wake);
+            }
             let stopping = self.stopping;
             let stop = async {
                 if stopping {
@@ -252,7 +258,9 @@ impl Driver {
                         self.store_done(more);
                     }
                 }
-                Wake::Stop | Wake::Timer | Wake::Connected(_) => {}
+                // A timer that fired does not fire again until it is set.
+                Wake::Timer => armed = None,
+                Wake::Stop | Wake::Connected(_) => {}
             }
         }
     }
