@@ -159,8 +159,11 @@ impl Driver {
         self.relay.handle_connected(now);
         let mut buf = vec![0u8; READ_BUF];
         let mut timer = Timer::never();
-        // What `timer` is set to; re-arming it costs a trip through the
-        // reactor, so it is done only when the deadline moves or it fired.
+        // What `timer` is set to. Re-arming costs a trip through the
+        // reactor, and the keepalive deadline moves later with every read:
+        // the timer is moved only to an earlier instant (or after it
+        // fired). Armed too early, it wakes the loop once for nothing and
+        // is set again.
         let mut armed: Option<Instant> = None;
         let mut closed = false;
         let mut stop_deadline: Option<Instant> = None;
@@ -217,7 +220,7 @@ impl Driver {
             if let Some(t) = stop_deadline {
                 wake = wake.min(t);
             }
-            if armed != Some(wake) {
+            if armed.is_none_or(|a| wake < a) {
                 timer.set_at(wake);
                 armed = Some(wake);
             }
