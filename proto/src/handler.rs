@@ -246,12 +246,9 @@ impl Relay {
     /// again; so does a use while `max_pending` such writes are in flight,
     /// which keeps a slow store from collecting one per known sender.
     fn write_behind(&mut self, local: &str, identity: &str, now: Instant) {
-        let need = Need::Write(local.to_owned(), identity.to_owned());
         let deadline = now + self.cfg.store_timeout;
-        if let Some(op) = self
-            .pending
-            .op_behind(&need, deadline, self.cfg.max_pending)
-        {
+        let limit = self.cfg.max_pending;
+        if let Some((op, need)) = self.pending.op_behind(local, identity, deadline, limit) {
             self.emit(&need, op);
         }
     }
@@ -375,12 +372,14 @@ impl Relay {
             }
             return Ok(());
         }
-        if !Pseudonymizer::is_well_formed(local) || res.absent.iter().any(|a| a == local) {
+        let recipient_local =
+            Local::parse(local).filter(|_| !res.absent.iter().any(|a| a == local));
+        let Some(recipient_local) = recipient_local else {
             if run {
                 self.reply_error(el, "cancel", "item-not-found");
             }
             return Ok(());
-        }
+        };
         let mut needs = Vec::new();
         let recipient = self.known.get(local).map(|k| k.identity.clone());
         if recipient.is_some() {
@@ -401,7 +400,7 @@ impl Relay {
             self.write_behind(&sender_local, identity, now);
         }
         if run {
-            self.relay_message(el, from, kind, &recipient, local, sender_local);
+            self.relay_message(el, from, kind, &recipient, recipient_local, sender_local);
         }
         Ok(())
     }
@@ -412,18 +411,13 @@ impl Relay {
         from: &Jid,
         kind: Option<&'static str>,
         recipient: &str,
-        local: &str,
+        recipient_local: Local,
         sender_local: Local,
     ) {
-        let Some(recipient_local) = Local::parse(local) else {
-            // The caller checked its shape; nothing to relay to otherwise.
-            self.stats.dropped += 1;
-            return;
-        };
         let ids = &mut self.ids;
         let items = filter::allowed(el, |k, id| match k {
-            RefKind::Received(bit) => ids.back(id, &sender_local, local, bit),
-            RefKind::Own => ids.forward(id, &sender_local, local),
+            RefKind::Received(bit) => ids.back(id, &sender_local, &recipient_local, bit),
+            RefKind::Own => ids.forward(id, &sender_local, &recipient_local),
         });
         if items.is_empty() {
             self.stats.dropped += 1;
@@ -481,7 +475,7 @@ impl Relay {
         let sent = el
             .attr("id")
             .and_then(|id| self.ids.sent(id))
-            .filter(|s| *s.sender_local == *local)
+            .filter(|s| s.sender_local.as_str() == local)
             .cloned();
         let Some(sent) = sent else {
             self.stats.dropped += 1;

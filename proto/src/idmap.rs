@@ -152,7 +152,10 @@ impl IdMap {
         bit: u8,
     ) -> Option<String> {
         let s = self.by_fresh.get(&FreshId::parse(fresh)?)?;
-        if *s.recipient_local != *from_local || *s.sender_local != *to_local || s.acked & bit != 0 {
+        if s.recipient_local.as_str() != from_local
+            || s.sender_local.as_str() != to_local
+            || s.acked & bit != 0
+        {
             return None;
         }
         s.acked |= bit;
@@ -169,8 +172,8 @@ impl IdMap {
     ) -> Option<String> {
         let raw = *self.by_orig.get(&self.orig_key(from_local, orig))?;
         let s = self.by_fresh.get(&raw)?;
-        let same = *s.recipient_local == *to_local
-            && *s.sender_local == *from_local
+        let same = s.recipient_local.as_str() == to_local
+            && s.sender_local.as_str() == from_local
             && s.orig_id.as_deref() == Some(orig);
         same.then(|| FreshId::new(raw).to_string())
     }

@@ -178,18 +178,17 @@ impl Pending {
     /// the limit a slow store would collect one per known sender.
     pub(crate) fn op_behind(
         &mut self,
-        need: &Need,
+        local: &str,
+        identity: &str,
         deadline: Instant,
         limit: usize,
-    ) -> Option<OpId> {
-        let Need::Write(local, _) = need else {
-            return None;
-        };
+    ) -> Option<(OpId, Need)> {
         if self.behind >= limit || self.inflight_put.contains_key(local) {
             return None;
         }
         self.behind += 1;
-        Some(self.insert_op(need, Vec::new(), true, deadline))
+        let need = Need::Write(local.to_owned(), identity.to_owned());
+        Some((self.insert_op(&need, Vec::new(), true, deadline), need))
     }
 
     fn insert_op(

@@ -31,8 +31,8 @@ impl std::fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 /// A blocking key/value store for mappings. Runtimes call it off their stanza
-/// loop (a worker thread, or `smol::unblock`), so implementations may block,
-/// but must bound every call with a timeout.
+/// loop (on store threads), so implementations may block, but must bound
+/// every call with a timeout.
 pub trait Store: Send + Sync {
     /// Look up several keys at once (one round trip where the backend allows);
     /// the answer has one entry per key, in order.

@@ -17,25 +17,16 @@ pub struct Outputs {
     pub disconnect: Option<DisconnectReason>,
 }
 
-/// Drain transmits and actions from `relay`: bytes into `out`, store work
-/// into `jobs`.
-pub fn drain(relay: &mut Relay, jobs: &mut JobQueue, out: &mut Outputs) {
-    loop {
-        while let Some(bytes) = relay.poll_transmit() {
-            if out.bytes.is_empty() {
-                out.bytes = bytes;
-            } else {
-                // The core hands over everything it has at once, so this
-                // is not expected; if it happens, the order is kept.
-                let mut joined = Vec::with_capacity(out.bytes.len() + bytes.len());
-                joined.extend_from_slice(&out.bytes);
-                joined.extend_from_slice(&bytes);
-                out.bytes = Bytes::from(joined);
-            }
-        }
-        let Some(action) = relay.poll_action() else {
-            break;
-        };
+/// Drain transmits and actions from `relay`: store work into `jobs`, the
+/// rest into the returned `Outputs`.
+pub fn drain(relay: &mut Relay, jobs: &mut JobQueue) -> Outputs {
+    // Performing an action here never calls back into the relay, so its
+    // output is complete now, and one transmit holds all of it.
+    let mut out = Outputs {
+        bytes: relay.poll_transmit().unwrap_or_default(),
+        ..Outputs::default()
+    };
+    while let Some(action) = relay.poll_action() {
         match action {
             Action::Get { op, key } => jobs.get(op, key),
             Action::Put {
@@ -51,4 +42,5 @@ pub fn drain(relay: &mut Relay, jobs: &mut JobQueue, out: &mut Outputs) {
             }
         }
     }
+    out
 }

@@ -12,7 +12,7 @@ use axrelay_proto::driver::{Exit, Options};
 use axrelay_proto::{DisconnectReason, Relay, Store};
 
 use crate::connect::{self, ConnectError, Target};
-use crate::drain::{drain, Outputs};
+use crate::drain::drain;
 use crate::lifecycle::{Lifecycle, Next};
 use crate::report::StatsTicker;
 use crate::stop::Stopper;
@@ -128,8 +128,7 @@ impl Driver {
                 Ok(Event::Store(outcomes)) => {
                     self.store_done(outcomes);
                     // No connection to send on: what the relay owes now is moot.
-                    let mut out = Outputs::default();
-                    drain(&mut self.relay, &mut self.jobs, &mut out);
+                    drain(&mut self.relay, &mut self.jobs);
                     self.dispatch();
                 }
                 Ok(_) | Err(RecvTimeoutError::Timeout) => {}
@@ -165,8 +164,7 @@ impl Driver {
             self.stats
                 .tick(now, self.relay.stats(), self.life.reconnects());
 
-            let mut out = Outputs::default();
-            drain(&mut self.relay, &mut self.jobs, &mut out);
+            let mut out = drain(&mut self.relay, &mut self.jobs);
             if out.online {
                 self.life.online();
             }
@@ -175,8 +173,7 @@ impl Driver {
                     log::debug!("write failed: {e}");
                     self.relay.handle_closed(Instant::now());
                     closed = true;
-                    let mut after = Outputs::default();
-                    drain(&mut self.relay, &mut self.jobs, &mut after);
+                    let after = drain(&mut self.relay, &mut self.jobs);
                     out.disconnect = out.disconnect.or(after.disconnect);
                 }
             }

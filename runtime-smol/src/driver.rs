@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use axrelay_proto::driver::{Exit, Options};
 use axrelay_proto::{DisconnectReason, Relay, Store};
 use axrelay_runtime_blocking::connect::{self, ConnectError, Target};
-use axrelay_runtime_blocking::drain::{drain, Outputs};
+use axrelay_runtime_blocking::drain::drain;
 use axrelay_runtime_blocking::lifecycle::{Lifecycle, Next};
 use axrelay_runtime_blocking::report::StatsTicker;
 use axrelay_runtime_blocking::store_jobs::{spawn_workers, Job, JobQueue, Outcomes};
@@ -139,8 +139,7 @@ impl Driver {
                 Wake::Results(outcomes) => {
                     self.store_done(outcomes);
                     // No connection to send on: what the relay owes now is moot.
-                    let mut out = Outputs::default();
-                    drain(&mut self.relay, &mut self.jobs, &mut out);
+                    drain(&mut self.relay, &mut self.jobs);
                     self.dispatch();
                 }
                 Wake::Timer | Wake::Read(_) => {}
@@ -182,8 +181,7 @@ impl Driver {
             self.stats
                 .tick(now, self.relay.stats(), self.life.reconnects());
 
-            let mut out = Outputs::default();
-            drain(&mut self.relay, &mut self.jobs, &mut out);
+            let mut out = drain(&mut self.relay, &mut self.jobs);
             if out.online {
                 self.life.online();
             }
@@ -192,8 +190,7 @@ impl Driver {
                     log::debug!("write failed: {e}");
                     self.relay.handle_closed(Instant::now());
                     closed = true;
-                    let mut after = Outputs::default();
-                    drain(&mut self.relay, &mut self.jobs, &mut after);
+                    let after = drain(&mut self.relay, &mut self.jobs);
                     out.disconnect = out.disconnect.or(after.disconnect);
                 }
             }
