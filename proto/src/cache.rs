@@ -5,7 +5,8 @@
 //! promoted. At most `capacity` entries are visible, every operation is O(1),
 //! and an entry used within the last `capacity / 2` inserts survives.
 //! Hashing is SipHash keyed from the configuration, so peers cannot aim for
-//! collisions and the core stays deterministic.
+//! collisions and the core stays deterministic; keys that are secret and
+//! uniform already (the id map's) are only mixed ([`Prehashed`]).
 //!
 //! Rotations are cheap: three tables, each allocated once at its final
 //! size, swap roles (young, old, retired), so none rehashes and no entry
@@ -15,7 +16,7 @@
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use siphasher::sip::SipHasher13;
 
@@ -48,21 +49,64 @@ impl BuildHasher for Keyed {
     }
 }
 
+/// For keys that are already secret and uniform (MAC output, keyed hashes;
+/// the id map's): hashing them again would buy nothing. Peers may look such
+/// keys up but never choose what is inserted, so they cannot aim for
+/// collisions.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Prehashed;
+
+/// Folds the key's bytes into 64 bits, then mixes them.
+#[derive(Debug, Default)]
+pub(crate) struct Fold(u64);
+
+impl Hasher for Fold {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = self.0.rotate_left(29) ^ n;
+    }
+
+    /// MurmurHash3's finaliser: every input bit reaches every output bit,
+    /// for a few instructions.
+    fn finish(&self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^ (x >> 33)
+    }
+}
+
+impl BuildHasher for Prehashed {
+    type Hasher = Fold;
+    fn build_hasher(&self) -> Fold {
+        Fold::default()
+    }
+}
+
 /// The two-generation bounded map.
-pub(crate) struct GenMap<K, V> {
-    young: HashMap<K, V, Keyed>,
-    old: HashMap<K, V, Keyed>,
+pub(crate) struct GenMap<K, V, S = Keyed> {
+    young: HashMap<K, V, S>,
+    old: HashMap<K, V, S>,
     /// The generation before `old`: invisible, emptied a batch at a time,
     /// then the next young table. Three tables that swap roles: a rotation
     /// moves no entry and allocates and frees no large block (freeing one
     /// made glibc consolidate every small chunk freed since, for
     /// milliseconds).
-    retired: HashMap<K, V, Keyed>,
+    retired: HashMap<K, V, S>,
     half: usize,
     inserts: usize,
 }
 
-impl<K, V> std::fmt::Debug for GenMap<K, V> {
+impl<K, V, S> std::fmt::Debug for GenMap<K, V, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GenMap")
             .field("young", &self.young.len())
@@ -75,14 +119,14 @@ impl<K, V> std::fmt::Debug for GenMap<K, V> {
 /// An empty table that holds `n` entries without growing. If the allocation
 /// is refused (an absurd configured capacity), the table grows on demand
 /// instead.
-fn table<K: Hash + Eq, V>(n: usize, hasher: Keyed) -> HashMap<K, V, Keyed> {
+fn table<K: Hash + Eq, V, S: BuildHasher>(n: usize, hasher: S) -> HashMap<K, V, S> {
     let mut t = HashMap::with_hasher(hasher);
     let _ = t.try_reserve(n);
     t
 }
 
-impl<K: Hash + Eq, V> GenMap<K, V> {
-    pub(crate) fn new(capacity: usize, hasher: Keyed) -> Self {
+impl<K: Hash + Eq, V, S: BuildHasher + Copy> GenMap<K, V, S> {
+    pub(crate) fn new(capacity: usize, hasher: S) -> Self {
         let half = (capacity / 2).max(1);
         GenMap {
             young: table(half, hasher),
@@ -214,6 +258,35 @@ mod tests {
         assert_eq!(m.get(&600).copied(), Some(600));
         assert!(m.young.contains_key(&600));
         assert_eq!(m.get(&1001).copied(), Some(1001));
+    }
+
+    #[test]
+    fn prehashed_keys_spread_over_the_whole_hash() {
+        // hashbrown takes the bucket from the low bits and a tag from the
+        // top 7: both must come from the key, for arrays (length prefix
+        // first) and integers alike.
+        let h = |k: &dyn Fn(&mut Fold)| {
+            let mut f = Prehashed.build_hasher();
+            k(&mut f);
+            f.finish()
+        };
+        let a = h(&|f| [0x80u8, 0, 0, 0, 0, 0, 0, 0, 0, 1].hash(f));
+        let b = h(&|f| [0x81u8, 0, 0, 0, 0, 0, 0, 0, 0, 1].hash(f));
+        let c = h(&|f| [0x80u8, 0, 0, 0, 0, 0, 0, 0, 0, 2].hash(f));
+        assert_ne!(a & 0xffff, b & 0xffff);
+        assert_ne!(a, c);
+        assert_ne!(
+            h(&|f| 1u64.hash(f)) >> 57,
+            h(&|f| (1u64 << 60).hash(f)) >> 57
+        );
+        let mut m = GenMap::new(100, Prehashed);
+        for i in 0..1000u64 {
+            m.insert(i.wrapping_mul(0x9e37_79b9_7f4a_7c15), i);
+        }
+        assert_eq!(
+            m.get(&999u64.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            Some(&mut 999)
+        );
     }
 
     #[test]

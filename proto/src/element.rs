@@ -11,6 +11,18 @@ pub(crate) struct Element {
     pub(crate) children: Vec<Node>,
 }
 
+/// The unqualified attributes a stanza's handling reads, found in one pass:
+/// each [`Element::attr`] is a search of two nested B-trees, and a relayed
+/// message needs five of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Head<'a> {
+    pub(crate) from: Option<&'a str>,
+    pub(crate) to: Option<&'a str>,
+    pub(crate) id: Option<&'a str>,
+    /// The `type` attribute.
+    pub(crate) kind: Option<&'a str>,
+}
+
 /// Content of an element.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Node {
@@ -22,6 +34,26 @@ impl Element {
     /// An unqualified attribute.
     pub(crate) fn attr(&self, name: &str) -> Option<&str> {
         self.attrs.get(&Namespace::NONE, name).map(String::as_str)
+    }
+
+    /// `from`, `to`, `id` and `type`.
+    pub(crate) fn head(&self) -> Head<'_> {
+        let mut head = Head::default();
+        // Unqualified attributes come first: the empty namespace sorts first.
+        for ((ns, name), value) in self.attrs.iter() {
+            if !ns.as_str().is_empty() {
+                break;
+            }
+            let slot = match name.as_str() {
+                "from" => &mut head.from,
+                "to" => &mut head.to,
+                "id" => &mut head.id,
+                "type" => &mut head.kind,
+                _ => continue,
+            };
+            *slot = Some(value.as_str());
+        }
+        head
     }
 
     /// `xml:lang`, if present.

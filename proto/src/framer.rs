@@ -233,8 +233,15 @@ fn head_of(e: &Element) -> Element {
     }
 }
 
-fn count_xmlns(bytes: &[u8]) -> usize {
-    bytes.windows(5).filter(|w| *w == b"xmlns").count()
+/// Whether a start tag declares more than `limit` namespaces. Every
+/// declaration takes at least 9 bytes (` xmlns=''`), so a shorter tag is not
+/// scanned: almost every stanza's start tag is.
+fn too_many_xmlns(tag: &[u8], limit: usize) -> bool {
+    const SHORTEST: usize = b" xmlns=''".len();
+    if tag.len() < SHORTEST.saturating_mul(limit.saturating_add(1)) {
+        return false;
+    }
+    tag.windows(5).filter(|w| *w == b"xmlns").count() > limit
 }
 
 impl Framer {
@@ -447,7 +454,7 @@ impl Framer {
                 }
                 if self.discard.is_none()
                     && (el.attrs.len() > l.max_attributes
-                        || count_xmlns(&self.tape[..len]) > l.max_namespace_decls
+                        || too_many_xmlns(&self.tape[..len], l.max_namespace_decls)
                         || el.name.len() > l.max_token_length
                         || el.attrs.iter().any(|(_, v)| v.len() > l.max_token_length))
                 {
@@ -713,6 +720,21 @@ mod tests {
         bad.extend_from_slice(b"<message><body>\xff</body></message>");
         let (_, r) = run(&[&bad]);
         assert_eq!(r.unwrap_err().condition(), "not-well-formed");
+    }
+
+    #[test]
+    fn namespace_declarations_are_counted_only_where_they_fit() {
+        let tag = |n: usize| {
+            let decls: String = (0..n).map(|i| format!(" xmlns:p{i}='u'")).collect();
+            format!("<x{decls}>")
+        };
+        assert!(!too_many_xmlns(tag(16).as_bytes(), 16));
+        assert!(too_many_xmlns(tag(17).as_bytes(), 16));
+        // The shortest declarations, one more than allowed, are exactly at
+        // the length where counting starts.
+        let shortest = format!("<x{}>", " xmlns=''".repeat(3));
+        assert!(too_many_xmlns(shortest.as_bytes(), 2));
+        assert!(!too_many_xmlns(shortest.as_bytes(), 3));
     }
 
     #[test]

@@ -2,9 +2,9 @@
 
 use std::time::Instant;
 
-use crate::element::Element;
+use crate::element::{Element, Head};
 use crate::filter::{self, Allowed, RefKind};
-use crate::idmap::Sent;
+use crate::idmap::{Origin, Sent};
 use crate::jid::Jid;
 use crate::ns;
 use crate::pending::{Job, Need, Resolution};
@@ -68,7 +68,8 @@ impl Relay {
             self.stats.dropped += 1;
             return;
         }
-        let Some(sender) = el.attr("from") else {
+        let head = el.head();
+        let Some(sender) = head.from else {
             self.stats.dropped += 1;
             return;
         };
@@ -77,14 +78,14 @@ impl Relay {
             let sender = sender.to_owned();
             return self.enqueue(el, &sender, now);
         }
-        if let Err(needs) = self.process(&el, &Resolution::default(), true, now) {
-            let sender = el.attr("from").unwrap_or_default().to_owned();
+        if let Err(needs) = self.process(&el, head, &Resolution::default(), true, now) {
+            let sender = sender.to_owned();
             self.enqueue_with(el, &sender, needs, now);
         }
     }
 
     fn enqueue(&mut self, el: Element, sender: &str, now: Instant) {
-        match self.process(&el, &Resolution::default(), false, now) {
+        match self.process(&el, el.head(), &Resolution::default(), false, now) {
             Ok(()) => self.enqueue_with(el, sender, Vec::new(), now),
             Err(needs) => self.enqueue_with(el, sender, needs, now),
         }
@@ -144,11 +145,13 @@ impl Relay {
     /// Run every job at the head of `sender`'s queue that is ready.
     pub(crate) fn advance(&mut self, sender: &str, now: Instant) {
         while let Some(mut job) = self.pending.pop_ready(sender) {
-            if let Err(needs) = self.process(&job.stanza, &job.res, true, now) {
+            let head = job.stanza.head();
+            if let Err(needs) = self.process(&job.stanza, head, &job.res, true, now) {
                 job.res.rounds += 1;
                 if job.res.rounds > 3 {
                     job.res.failed = true;
-                    let _ = self.process(&job.stanza, &job.res, true, now);
+                    let head = job.stanza.head();
+                    let _ = self.process(&job.stanza, head, &job.res, true, now);
                     continue;
                 }
                 self.pending.push_front(sender, job);
@@ -162,17 +165,19 @@ impl Relay {
     }
 
     /// Handle `el`, or say which store operations it needs first. With
-    /// `run = false` nothing is sent: only the needs are computed.
+    /// `run = false` nothing is sent: only the needs are computed. `head` is
+    /// `el.head()`.
     pub(crate) fn process(
         &mut self,
         el: &Element,
+        head: Head<'_>,
         res: &Resolution,
         run: bool,
         now: Instant,
     ) -> Step {
-        let parsed = el
-            .attr("from")
-            .zip(el.attr("to"))
+        let parsed = head
+            .from
+            .zip(head.to)
             .and_then(|(f, t)| Some((Jid::parse(f).ok()?, Jid::parse(t).ok()?)));
         let Some((from, to)) = parsed else {
             if run {
@@ -189,17 +194,19 @@ impl Relay {
             return Ok(());
         }
         match (el.name(), to.local()) {
-            ("message", None) => self.bot_message(el, &from, res, run, now),
-            ("message", Some(local)) => self.pseudonym_message(el, &from, local, res, run, now),
+            ("message", None) => self.bot_message(el, head, &from, res, run, now),
+            ("message", Some(local)) => {
+                self.pseudonym_message(el, head, &from, local, res, run, now)
+            }
             ("presence", local) => {
                 if run {
-                    self.presence(el, &from, local);
+                    self.presence(head, &from, local);
                 }
                 Ok(())
             }
             ("iq", local) => {
                 if run {
-                    self.iq(el, &from, &to, local);
+                    self.iq(el, head, &from, &to, local);
                 }
                 Ok(())
             }
@@ -256,12 +263,13 @@ impl Relay {
     fn bot_message(
         &mut self,
         el: &Element,
+        head: Head<'_>,
         from: &Jid,
         res: &Resolution,
         run: bool,
         now: Instant,
     ) -> Step {
-        match el.attr("type") {
+        match head.kind {
             Some("error") | Some("headline") => {
                 if run {
                     self.stats.dropped += 1;
@@ -289,7 +297,7 @@ impl Relay {
         let text = body.text();
         if text.split_whitespace().next() != Some("/whoami") {
             if run {
-                self.bot_reply(el, from, HELP);
+                self.bot_reply(head, from, HELP);
             }
             return Ok(());
         }
@@ -314,18 +322,18 @@ impl Relay {
                 log::debug!("whoami: {} is {local}@{}", from.full(), self.cfg.domain);
             }
             let reply = format!("{local}@{}", self.cfg.domain);
-            self.bot_reply(el, from, &reply);
+            self.bot_reply(head, from, &reply);
         }
         Ok(())
     }
 
-    fn bot_reply(&mut self, el: &Element, from: &Jid, body: &str) {
+    fn bot_reply(&mut self, head: Head<'_>, from: &Jid, body: &str) {
         let id = self.ids.fresh();
         let mut s = self.writer.stanza(&mut self.out, "message");
         s.to(from.full())
             .from(None, Some(&self.cfg.resource))
             .attr("id", &id);
-        if let Some(t) = el.attr("type").filter(|t| *t == "chat" || *t == "normal") {
+        if let Some(t) = head.kind.filter(|t| *t == "chat" || *t == "normal") {
             s.attr("type", t);
         }
         s.child("body", None).text(body);
@@ -334,19 +342,21 @@ impl Relay {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn pseudonym_message(
         &mut self,
         el: &Element,
+        head: Head<'_>,
         from: &Jid,
         local: &str,
         res: &Resolution,
         run: bool,
         now: Instant,
     ) -> Step {
-        let kind = match el.attr("type") {
+        match head.kind {
             Some("error") => {
                 if run {
-                    self.bounce(el, local);
+                    self.bounce(el, head, local);
                 }
                 return Ok(());
             }
@@ -362,10 +372,8 @@ impl Relay {
                 }
                 return Ok(());
             }
-            Some("chat") => Some("chat"),
-            Some("normal") => Some("normal"),
-            _ => None,
-        };
+            _ => {}
+        }
         if res.failed {
             if run {
                 self.reply_error(el, "wait", "internal-server-error");
@@ -400,7 +408,7 @@ impl Relay {
             self.write_behind(&sender_local, identity, now);
         }
         if run {
-            self.relay_message(el, from, kind, &recipient, recipient_local, sender_local);
+            self.relay_message(el, head, from, &recipient, recipient_local, sender_local);
         }
         Ok(())
     }
@@ -408,8 +416,8 @@ impl Relay {
     fn relay_message(
         &mut self,
         el: &Element,
+        head: Head<'_>,
         from: &Jid,
-        kind: Option<&'static str>,
         recipient: &str,
         recipient_local: Local,
         sender_local: Local,
@@ -428,7 +436,7 @@ impl Relay {
         s.to(recipient)
             .from(Some(sender_local.as_str()), Some(&self.cfg.resource))
             .attr("id", &fresh);
-        if let Some(t) = kind {
+        if let Some(t) = head.kind.filter(|t| *t == "chat" || *t == "normal") {
             s.attr("type", t);
         }
         for item in &items {
@@ -459,8 +467,7 @@ impl Relay {
         self.ids.record(
             fresh,
             Sent {
-                orig_id: el.attr("id").map(str::to_owned),
-                sender_full: from.full().to_owned(),
+                origin: Origin::new(from.full(), head.id),
                 sender_local,
                 recipient_local,
                 acked: 0,
@@ -471,9 +478,9 @@ impl Relay {
     /// A delivery error for a message the relay passed on: back to the
     /// original sender, from the bouncing user's pseudonym, rebuilt from the
     /// error type and defined condition only.
-    fn bounce(&mut self, el: &Element, local: &str) {
-        let sent = el
-            .attr("id")
+    fn bounce(&mut self, el: &Element, head: Head<'_>, local: &str) {
+        let sent = head
+            .id
             .and_then(|id| self.ids.sent(id))
             .filter(|s| s.sender_local.as_str() == local)
             .cloned();
@@ -498,13 +505,13 @@ impl Relay {
             .copied()
             .unwrap_or("undefined-condition");
         let mut s = self.writer.stanza(&mut self.out, "message");
-        s.to(&sent.sender_full)
+        s.to(sent.origin.sender_full())
             .from(
                 Some(sent.recipient_local.as_str()),
                 Some(&self.cfg.resource),
             )
             .attr("type", "error");
-        if let Some(id) = &sent.orig_id {
+        if let Some(id) = sent.origin.orig_id() {
             s.attr("id", id);
         }
         s.child("error", None).attr("type", etype);
@@ -515,9 +522,9 @@ impl Relay {
         }
     }
 
-    fn presence(&mut self, el: &Element, from: &Jid, local: Option<&str>) {
+    fn presence(&mut self, head: Head<'_>, from: &Jid, local: Option<&str>) {
         let addressable = local.is_none_or(Pseudonymizer::is_well_formed);
-        match el.attr("type") {
+        match head.kind {
             Some("subscribe") if addressable => {
                 self.send_presence(from.bare(), local, None, Some("subscribed"));
                 self.send_presence(from.bare(), local, Some(&self.cfg.resource.clone()), None);
@@ -550,8 +557,8 @@ impl Relay {
         }
     }
 
-    fn iq(&mut self, el: &Element, from: &Jid, to: &Jid, local: Option<&str>) {
-        if !matches!(el.attr("type"), Some("get") | Some("set")) {
+    fn iq(&mut self, el: &Element, head: Head<'_>, from: &Jid, to: &Jid, local: Option<&str>) {
+        if !matches!(head.kind, Some("get") | Some("set")) {
             // Results and errors (keepalive answers among them) are consumed.
             return;
         }
@@ -559,7 +566,7 @@ impl Relay {
         let (Some(payload), None) = (children.next(), children.next()) else {
             return self.reply_error(el, "modify", "bad-request");
         };
-        let get = el.attr("type") == Some("get");
+        let get = head.kind == Some("get");
         let answer = match (local, get, payload.ns(), payload.name()) {
             (None, true, ns::DISCO_INFO, "query") if payload.attr("node").is_none() => {
                 Some(ns::DISCO_INFO)
@@ -580,7 +587,7 @@ impl Relay {
         s.to(from.full())
             .from(to.local(), to.resource())
             .attr("type", "result");
-        if let Some(id) = el.attr("id") {
+        if let Some(id) = head.id {
             s.attr("id", id);
         }
         if answer == ns::DISCO_INFO {
@@ -611,12 +618,13 @@ impl Relay {
             "iq" => "iq",
             _ => return,
         };
-        if matches!(el.attr("type"), Some("error") | Some("result")) || !ns::is_stanza_ns(el.ns()) {
+        let head = el.head();
+        if matches!(head.kind, Some("error") | Some("result")) || !ns::is_stanza_ns(el.ns()) {
             return;
         }
-        let parsed = el
-            .attr("from")
-            .zip(el.attr("to"))
+        let parsed = head
+            .from
+            .zip(head.to)
             .and_then(|(f, t)| Some((Jid::parse(f).ok()?, Jid::parse(t).ok()?)));
         let Some((from, to)) = parsed else { return };
         if to.domain() != self.cfg.domain || from.domain() == self.cfg.domain {
@@ -626,7 +634,7 @@ impl Relay {
         s.to(from.full())
             .from(to.local(), to.resource())
             .attr("type", "error");
-        if let Some(id) = el.attr("id") {
+        if let Some(id) = head.id {
             s.attr("id", id);
         }
         s.child("error", None).attr("type", etype);

@@ -14,23 +14,54 @@ use std::hash::BuildHasher;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::cache::{GenMap, Keyed};
+use crate::cache::{GenMap, Keyed, Prehashed};
 use crate::pseudonym::Local;
 
 /// What the relay remembers about one relayed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Sent {
-    /// The id the sender gave it, if any.
-    pub(crate) orig_id: Option<String>,
-    /// The sender's real full JID, for bounces (servers drop errors sent to
-    /// a bare JID).
-    pub(crate) sender_full: String,
+    /// The sender's address and the message's own id.
+    pub(crate) origin: Origin,
     /// Pseudonym localpart of the sender.
     pub(crate) sender_local: Local,
     /// Pseudonym localpart of the recipient.
     pub(crate) recipient_local: Local,
     /// Kinds of acknowledgement already passed back (bits of `RefKind::Received`).
     pub(crate) acked: u8,
+}
+
+/// The sender's real full JID (for bounces: servers drop errors sent to a
+/// bare JID) and the id the sender gave the message, if any, in one
+/// allocation: one is made for every relayed message, and freed long after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    text: Box<str>,
+    full_len: usize,
+    has_id: bool,
+}
+
+impl Origin {
+    pub(crate) fn new(sender_full: &str, orig_id: Option<&str>) -> Self {
+        let id = orig_id.unwrap_or_default();
+        let mut text = String::with_capacity(sender_full.len() + id.len());
+        text.push_str(sender_full);
+        text.push_str(id);
+        Origin {
+            text: text.into_boxed_str(),
+            full_len: sender_full.len(),
+            has_id: orig_id.is_some(),
+        }
+    }
+
+    pub(crate) fn sender_full(&self) -> &str {
+        self.text.get(..self.full_len).unwrap_or_default()
+    }
+
+    pub(crate) fn orig_id(&self) -> Option<&str> {
+        self.has_id
+            .then(|| self.text.get(self.full_len..))
+            .flatten()
+    }
 }
 
 /// The 80 bits of a fresh id; the map keys on these rather than on their
@@ -92,11 +123,12 @@ impl std::ops::Deref for FreshId {
 }
 
 pub(crate) struct IdMap {
-    by_fresh: GenMap<Raw, Sent>,
+    /// Keyed by MAC output, so not hashed again.
+    by_fresh: GenMap<Raw, Sent, Prehashed>,
     /// Keyed hash of (sender pseudonym, original id) → fresh id. A hit is
     /// checked against the entry in `by_fresh`, so a collision can only lose
     /// a translation, never make a wrong one.
-    by_orig: GenMap<u64, Raw>,
+    by_orig: GenMap<u64, Raw, Prehashed>,
     orig_hasher: Keyed,
     mac: Hmac<Sha256>,
     counter: u64,
@@ -105,8 +137,8 @@ pub(crate) struct IdMap {
 impl IdMap {
     pub(crate) fn new(key: &[u8; 32], capacity: usize) -> Self {
         IdMap {
-            by_fresh: GenMap::new(capacity, Keyed::new(key, 1)),
-            by_orig: GenMap::new(capacity, Keyed::new(key, 2)),
+            by_fresh: GenMap::new(capacity, Prehashed),
+            by_orig: GenMap::new(capacity, Prehashed),
             orig_hasher: Keyed::new(key, 6),
             mac: Hmac::<Sha256>::new_from_slice(key).expect("any key length"),
             counter: 0,
@@ -129,7 +161,7 @@ impl IdMap {
     }
 
     pub(crate) fn record(&mut self, fresh: FreshId, sent: Sent) {
-        if let Some(orig) = &sent.orig_id {
+        if let Some(orig) = sent.origin.orig_id() {
             let k = self.orig_key(&sent.sender_local, orig);
             self.by_orig.insert(k, fresh.raw);
         }
@@ -159,7 +191,7 @@ impl IdMap {
             return None;
         }
         s.acked |= bit;
-        s.orig_id.clone()
+        s.origin.orig_id().map(str::to_owned)
     }
 
     /// A correction from `from_local` to `to_local` naming its own `orig`:
@@ -174,7 +206,7 @@ impl IdMap {
         let s = self.by_fresh.get(&raw)?;
         let same = s.recipient_local.as_str() == to_local
             && s.sender_local.as_str() == from_local
-            && s.orig_id.as_deref() == Some(orig);
+            && s.origin.orig_id() == Some(orig);
         same.then(|| FreshId::new(raw).to_string())
     }
 }
@@ -194,8 +226,7 @@ mod tests {
 
     fn sent(orig: &str) -> Sent {
         Sent {
-            orig_id: Some(orig.into()),
-            sender_full: "a@x/r".into(),
+            origin: Origin::new("a@x/r", Some(orig)),
             sender_local: local(PA),
             recipient_local: local(PB),
             acked: 0,
@@ -275,13 +306,26 @@ mod tests {
         m.record(
             f3,
             Sent {
-                orig_id: None,
+                origin: Origin::new("a@x/r", None),
                 ..sent("")
             },
         );
         assert_eq!(m.forward("", PA, PB), None);
         assert_eq!(m.back(&f3, PB, PA, 1), None);
         assert!(m.sent(&f3).is_some());
+    }
+
+    #[test]
+    fn origin_keeps_address_and_id_apart() {
+        for (full, id) in [
+            ("a@x/r", Some("1")),
+            ("a@x/r", Some("")),
+            ("a@x/r", None),
+            ("é@x/ü", Some("ß")),
+        ] {
+            let o = Origin::new(full, id);
+            assert_eq!((o.sender_full(), o.orig_id()), (full, id));
+        }
     }
 
     #[test]
