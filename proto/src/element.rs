@@ -1,5 +1,7 @@
 //! A small owned tree for one stanza, bounded by the framer's limits.
 
+use std::borrow::Cow;
+
 use rxml::{AttrMap, Namespace, NcName};
 
 /// One element of a stanza.
@@ -104,14 +106,56 @@ impl Element {
         NODE + self.name.len() + attrs + children
     }
 
-    /// The element's own text, concatenated.
-    pub(crate) fn text(&self) -> String {
-        let mut s = String::new();
-        for n in &self.children {
-            if let Node::Text(t) = n {
-                s.push_str(t);
+    /// The element's own text, concatenated; borrowed when it is one piece
+    /// (the framer merges adjacent text, so it is unless children split it).
+    pub(crate) fn text(&self) -> Cow<'_, str> {
+        let mut texts = self.children.iter().filter_map(|n| match n {
+            Node::Text(t) => Some(t.as_str()),
+            Node::Element(_) => None,
+        });
+        let Some(first) = texts.next() else {
+            return Cow::Borrowed("");
+        };
+        match texts.next() {
+            None => Cow::Borrowed(first),
+            Some(second) => {
+                let mut s = String::from(first);
+                s.push_str(second);
+                texts.for_each(|t| s.push_str(t));
+                Cow::Owned(s)
             }
         }
-        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn el(name: &str, children: Vec<Node>) -> Element {
+        Element {
+            ns: Namespace::NONE,
+            name: NcName::try_from(name).expect("a valid name"),
+            attrs: AttrMap::new(),
+            children,
+        }
+    }
+
+    #[test]
+    fn text_is_borrowed_when_whole_and_joined_when_split() {
+        let t = |s: &str| Node::Text(s.into());
+        let one = el("body", vec![t("hi")]);
+        assert!(matches!(one.text(), Cow::Borrowed("hi")));
+        assert_eq!(el("body", vec![]).text(), "");
+        let split = el(
+            "body",
+            vec![
+                t("a"),
+                Node::Element(el("x", vec![t("no")])),
+                t("b"),
+                t("c"),
+            ],
+        );
+        assert_eq!(split.text(), "abc");
     }
 }

@@ -6,6 +6,8 @@
 //! OpenPGP, OMEMO, any unknown namespace — and every attribute not listed is
 //! dropped. Reference ids are translated by the caller or the child dropped.
 
+use std::borrow::Cow;
+
 use crate::element::Element;
 use crate::ns;
 
@@ -27,7 +29,7 @@ pub(crate) enum Allowed<'a> {
     Text {
         name: &'static str,
         lang: Option<&'a str>,
-        text: String,
+        text: Cow<'a, str>,
     },
     /// An empty element such as a chat state or a hint.
     Empty {
@@ -47,74 +49,68 @@ fn static_name(name: &str, names: &[&'static str]) -> Option<&'static str> {
 }
 
 /// The children of `msg` that may be relayed, in order; `translate` maps a
-/// reference id or refuses it.
+/// reference id or refuses it. Lazy: the caller writes each as it comes.
 pub(crate) fn allowed<'a>(
     msg: &'a Element,
     mut translate: impl FnMut(RefKind, &str) -> Option<String>,
-) -> Vec<Allowed<'a>> {
-    let mut out = Vec::new();
-    for c in msg.elements() {
-        let name = c.name();
-        let item = match c.ns() {
-            x if ns::is_stanza_ns(x) => {
-                static_name(name, &["body", "subject", "thread"]).map(|n| Allowed::Text {
-                    name: n,
-                    lang: if n == "thread" { None } else { c.lang() },
-                    text: c.text(),
-                })
-            }
-            ns::CHATSTATES => {
-                static_name(name, &["active", "composing", "paused", "inactive", "gone"]).map(|n| {
-                    Allowed::Empty {
-                        name: n,
-                        ns: ns::CHATSTATES,
-                    }
-                })
-            }
-            ns::HINTS => static_name(
-                name,
-                &["no-store", "no-copy", "store", "no-permanent-store"],
-            )
+) -> impl Iterator<Item = Allowed<'a>> {
+    msg.elements()
+        .filter_map(move |c| allowed_child(c, &mut translate))
+}
+
+fn allowed_child<'a>(
+    c: &'a Element,
+    translate: &mut impl FnMut(RefKind, &str) -> Option<String>,
+) -> Option<Allowed<'a>> {
+    let name = c.name();
+    match c.ns() {
+        x if ns::is_stanza_ns(x) => {
+            static_name(name, &["body", "subject", "thread"]).map(|n| Allowed::Text {
+                name: n,
+                lang: if n == "thread" { None } else { c.lang() },
+                text: c.text(),
+            })
+        }
+        ns::CHATSTATES => static_name(name, &["active", "composing", "paused", "inactive", "gone"])
             .map(|n| Allowed::Empty {
                 name: n,
-                ns: ns::HINTS,
+                ns: ns::CHATSTATES,
             }),
-            ns::RECEIPTS => match name {
-                "request" => Some(Allowed::Empty {
-                    name: "request",
-                    ns: ns::RECEIPTS,
-                }),
-                "received" => reference(
-                    c,
-                    "received",
-                    ns::RECEIPTS,
-                    RefKind::Received(1),
-                    &mut translate,
-                ),
-                _ => None,
-            },
-            ns::MARKERS => match name {
-                "markable" => Some(Allowed::Empty {
-                    name: "markable",
-                    ns: ns::MARKERS,
-                }),
-                _ => static_name(name, &["received", "displayed", "acknowledged"]).and_then(|n| {
-                    let bit = match n {
-                        "received" => 2,
-                        "displayed" => 4,
-                        _ => 8,
-                    };
-                    reference(c, n, ns::MARKERS, RefKind::Received(bit), &mut translate)
-                }),
-            },
-            ns::CORRECTION if name == "replace" => {
-                reference(c, "replace", ns::CORRECTION, RefKind::Own, &mut translate)
-            }
+        ns::HINTS => static_name(
+            name,
+            &["no-store", "no-copy", "store", "no-permanent-store"],
+        )
+        .map(|n| Allowed::Empty {
+            name: n,
+            ns: ns::HINTS,
+        }),
+        ns::RECEIPTS => match name {
+            "request" => Some(Allowed::Empty {
+                name: "request",
+                ns: ns::RECEIPTS,
+            }),
+            "received" => reference(c, "received", ns::RECEIPTS, RefKind::Received(1), translate),
             _ => None,
-        };
-        out.extend(item);
+        },
+        ns::MARKERS => match name {
+            "markable" => Some(Allowed::Empty {
+                name: "markable",
+                ns: ns::MARKERS,
+            }),
+            _ => static_name(name, &["received", "displayed", "acknowledged"]).and_then(|n| {
+                let bit = match n {
+                    "received" => 2,
+                    "displayed" => 4,
+                    _ => 8,
+                };
+                reference(c, n, ns::MARKERS, RefKind::Received(bit), translate)
+            }),
+        },
+        ns::CORRECTION if name == "replace" => {
+            reference(c, "replace", ns::CORRECTION, RefKind::Own, translate)
+        }
+        _ => None,
     }
-    out
 }
 
 fn reference(

@@ -422,16 +422,12 @@ impl Relay {
         recipient_local: Local,
         sender_local: Local,
     ) {
+        let fresh = self.ids.fresh();
         let ids = &mut self.ids;
         let items = filter::allowed(el, |k, id| match k {
             RefKind::Received(bit) => ids.back(id, &sender_local, &recipient_local, bit),
             RefKind::Own => ids.forward(id, &sender_local, &recipient_local),
         });
-        if items.is_empty() {
-            self.stats.dropped += 1;
-            return;
-        }
-        let fresh = self.ids.fresh();
         let mut s = self.writer.stanza(&mut self.out, "message");
         s.to(recipient)
             .from(Some(sender_local.as_str()), Some(&self.cfg.resource))
@@ -439,22 +435,30 @@ impl Relay {
         if let Some(t) = head.kind.filter(|t| *t == "chat" || *t == "normal") {
             s.attr("type", t);
         }
-        for item in &items {
+        let mut empty = true;
+        for item in items {
+            empty = false;
             match item {
                 Allowed::Text { name, lang, text } => {
                     s.child(name, None);
                     if let Some(l) = lang {
                         s.attr("xml:lang", l);
                     }
-                    s.text(text).end();
+                    s.text(&text).end();
                 }
                 Allowed::Empty { name, ns } => {
                     s.child(name, Some(ns)).end();
                 }
                 Allowed::Ref { name, ns, id } => {
-                    s.child(name, Some(ns)).attr("id", id).end();
+                    s.child(name, Some(ns)).attr("id", &id).end();
                 }
             }
+        }
+        if empty {
+            // Nothing the recipient may see: not relayed at all.
+            s.abandon();
+            self.stats.dropped += 1;
+            return;
         }
         if s.finish().is_err() {
             self.reply_error(el, "modify", "not-acceptable");

@@ -234,6 +234,11 @@ impl Stanza<'_> {
         self
     }
 
+    /// Take back everything written of this stanza.
+    pub(crate) fn abandon(self) {
+        self.out.truncate(self.start);
+    }
+
     /// Close what is open and check the whole stanza; on error nothing of it
     /// remains in the output.
     pub(crate) fn finish(mut self) -> Result<usize, WriteError> {

@@ -251,7 +251,7 @@ impl Harness {
 pub(crate) fn body(e: &Element) -> String {
     e.elements()
         .find(|c| c.name() == "body")
-        .map(|b| b.text())
+        .map(|b| b.text().into_owned())
         .unwrap_or_default()
 }
 

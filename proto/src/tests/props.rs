@@ -100,7 +100,7 @@ proptest! {
             escape(&body), escape(&subject)
         ));
         let m = h.one();
-        let texts: Vec<String> = m.elements().map(|e| e.text()).collect();
+        let texts: Vec<String> = m.elements().map(|e| e.text().into_owned()).collect();
         prop_assert_eq!(texts, vec![body, subject]);
     }
 
