@@ -5,6 +5,10 @@
 //! Run `axrelay-load --help` for the options; `docs/PERFORMANCE.md` has the
 //! method and the figures.
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod conn;
 mod memcached;
 mod phases;
