@@ -128,10 +128,14 @@ fn table<K: Hash + Eq, V, S: BuildHasher>(n: usize, hasher: S) -> HashMap<K, V, 
 impl<K: Hash + Eq, V, S: BuildHasher + Copy> GenMap<K, V, S> {
     pub(crate) fn new(capacity: usize, hasher: S) -> Self {
         let half = (capacity / 2).max(1);
+        // All three at their final size now: a block of megabytes allocated
+        // while relaying (at the first two rotations, before) stalled the
+        // relay for milliseconds with some allocators. Pages are only
+        // touched as entries arrive.
         GenMap {
             young: table(half, hasher),
-            old: HashMap::with_hasher(hasher),
-            retired: HashMap::with_hasher(hasher),
+            old: table(half, hasher),
+            retired: table(half, hasher),
             half,
             inserts: 0,
         }
@@ -152,8 +156,7 @@ impl<K: Hash + Eq, V, S: BuildHasher + Copy> GenMap<K, V, S> {
         self.retired.clear();
         std::mem::swap(&mut self.retired, &mut self.old);
         std::mem::swap(&mut self.old, &mut self.young);
-        // Allocates on the first two rotations only (the spare tables start
-        // unallocated).
+        // Allocates only if `new` could not.
         let _ = self.young.try_reserve(self.half);
     }
 
