@@ -142,6 +142,39 @@ mod tests {
     }
 
     #[test]
+    fn head_reads_only_unqualified_attributes() {
+        let name = |n: &str| NcName::try_from(n).expect("a valid name");
+        let mut e = el("message", vec![]);
+        let other = Namespace::from("urn:example:other".to_owned());
+        for n in ["from", "to", "id", "type"] {
+            e.attrs
+                .insert(other.clone(), name(n), format!("qualified {n}"));
+        }
+        e.attrs
+            .insert(crate::ns::XML.to_owned().into(), name("lang"), "en".into());
+        assert_eq!(e.head(), Head::default());
+        for (n, v) in [
+            ("type", "chat"),
+            ("to", "b@y"),
+            ("from", "a@x/r"),
+            ("id", "1"),
+            ("zz", "-"),
+        ] {
+            e.attrs.insert(Namespace::NONE, name(n), v.into());
+        }
+        assert_eq!(
+            e.head(),
+            Head {
+                from: Some("a@x/r"),
+                to: Some("b@y"),
+                id: Some("1"),
+                kind: Some("chat"),
+            }
+        );
+        assert_eq!(e.attr("from"), e.head().from);
+    }
+
+    #[test]
     fn text_is_borrowed_when_whole_and_joined_when_split() {
         let t = |s: &str| Node::Text(s.into());
         let one = el("body", vec![t("hi")]);
