@@ -191,6 +191,21 @@ impl<K: Hash + Eq, V, S: BuildHasher + Copy> GenMap<K, V, S> {
         self.young.get_mut(k)
     }
 
+    /// `f` of the entry, as `get` would find it, with one lookup when it is
+    /// young: `get` has to look twice, because a reference it returns from
+    /// the first lookup would keep the map borrowed on the way to the
+    /// promotion.
+    pub(crate) fn with<Q, R>(&mut self, k: &Q, f: impl FnOnce(&mut V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if let Some(v) = self.young.get_mut(k) {
+            return Some(f(v));
+        }
+        self.get(k).map(f)
+    }
+
     #[cfg(test)]
     pub(crate) fn remove<Q>(&mut self, k: &Q) -> Option<V>
     where
@@ -221,7 +236,9 @@ mod tests {
             assert_eq!(m.get(&0).copied(), Some(0));
         }
         assert_eq!(m.get(&999).copied(), Some(999));
+        assert_eq!(m.with(&999, |v| *v), Some(999));
         assert_eq!(m.get(&500), None);
+        assert_eq!(m.with(&500, |v| *v), None);
         assert_eq!(m.remove(&999), Some(999));
         assert_eq!(m.get(&999), None);
     }
@@ -260,6 +277,9 @@ mod tests {
         // Old entries are promoted on use, young ones stay.
         assert_eq!(m.get(&600).copied(), Some(600));
         assert!(m.young.contains_key(&600));
+        assert!(!m.young.contains_key(&700));
+        assert_eq!(m.with(&700, |v| *v), Some(700));
+        assert!(m.young.contains_key(&700));
         assert_eq!(m.get(&1001).copied(), Some(1001));
     }
 

@@ -221,8 +221,8 @@ impl Relay {
 
     /// The pseudonym localpart of an identity (cached; the HMAC is the cost).
     fn local_of(&mut self, identity: &str) -> Local {
-        if let Some(l) = self.forward.get(identity) {
-            return *l;
+        if let Some(l) = self.forward.with(identity, |l| *l) {
+            return l;
         }
         let l = self.pseudo.local(identity);
         self.forward.insert(identity.to_owned(), l);
@@ -234,7 +234,7 @@ impl Relay {
     fn write_state(&mut self, local: &str, now: Instant) -> WriteState {
         let ttl = self.cfg.ttl;
         let failures = self.store_failures;
-        match self.known.get(local).and_then(|k| k.written) {
+        match self.known.with(local, |k| k.written).flatten() {
             None => WriteState::Needed,
             Some((at, _))
                 if ttl != 0
@@ -389,7 +389,7 @@ impl Relay {
             return Ok(());
         };
         let mut needs = Vec::new();
-        let recipient = self.known.get(local).map(|k| k.identity.clone());
+        let recipient = self.known.with(local, |k| k.identity.clone());
         if recipient.is_some() {
             self.stats.cache_hits += 1;
         } else {
