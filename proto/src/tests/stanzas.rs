@@ -330,6 +330,29 @@ fn relay_carries_allowed_children_and_nothing_else() {
 }
 
 #[test]
+fn a_message_with_nothing_allowed_leaves_no_trace_in_the_output() {
+    let (mut h, a, b) = pair();
+    let before = h.raw_out.len();
+    // Written as it is filtered: the stanza is begun, then taken back
+    // whole; the message after it in the same read comes out intact.
+    h.feed(&format!(
+        "<message from='{BOB}' to='{a}' id='secret-id-1'><nick xmlns='http://jabber.org/protocol/nick'>Bob Real</nick>\
+<received xmlns='urn:xmpp:receipts' id='nobody-sent-this'/></message>\
+<message from='{BOB}' to='{a}' id='m2'><body>second</body></message>"
+    ));
+    let m = h.one();
+    assert_eq!(body(&m), "second");
+    assert_eq!(m.attr("from"), Some(format!("{b}/a").as_str()));
+    let raw = String::from_utf8_lossy(&h.raw_out[before..]).into_owned();
+    assert_eq!(raw.matches("<message").count(), 1, "{raw}");
+    for leak in ["secret-id-1", "Bob Real", "nobody-sent-this"] {
+        assert!(!raw.contains(leak), "{leak} leaked: {raw}");
+    }
+    assert_eq!(h.relay.stats().relayed, 1);
+    assert_eq!(h.relay.stats().dropped, 1);
+}
+
+#[test]
 fn replies_flow_back_and_body_less_messages_are_relayed() {
     let (mut h, a, b) = pair();
     h.feed(&format!(
