@@ -150,7 +150,6 @@ impl Relay {
                 job.res.rounds += 1;
                 if job.res.rounds > 3 {
                     job.res.failed = true;
-                    let head = job.stanza.head();
                     let _ = self.process(&job.stanza, head, &job.res, true, now);
                     continue;
                 }
