@@ -91,6 +91,12 @@ impl JobQueue {
         self.in_flight = self.in_flight.saturating_sub(1);
     }
 
+    /// Jobs started and not finished: while there are none, no result can
+    /// arrive.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
     /// Jobs not started yet.
     pub fn waiting(&self) -> usize {
         self.waiting.len()

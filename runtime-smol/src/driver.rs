@@ -122,7 +122,16 @@ impl Driver {
                 self.stopper.requested_later().await;
                 Wake::Stop
             };
-            let results = async { recv(&self.results_rx).await };
+            // Listening on the channel costs a registration per pass; with no
+            // job out (a warm cache), nothing can come.
+            let idle = self.jobs.in_flight() == 0;
+            let results = async {
+                if idle {
+                    future::pending().await
+                } else {
+                    recv(&self.results_rx).await
+                }
+            };
             let tick = async {
                 (&mut timer).await;
                 Wake::Timer
@@ -230,7 +239,16 @@ impl Driver {
                     Wake::Stop
                 }
             };
-            let results = async { recv(&self.results_rx).await };
+            // Listening on the channel costs a registration per pass; with no
+            // job out (a warm cache), nothing can come.
+            let idle = self.jobs.in_flight() == 0;
+            let results = async {
+                if idle {
+                    future::pending().await
+                } else {
+                    recv(&self.results_rx).await
+                }
+            };
             let tick = async {
                 (&mut timer).await;
                 Wake::Timer
