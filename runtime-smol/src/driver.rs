@@ -122,16 +122,7 @@ impl Driver {
                 self.stopper.requested_later().await;
                 Wake::Stop
             };
-            // Listening on the channel costs a registration per pass; with no
-            // job out (a warm cache), nothing can come.
-            let idle = self.jobs.in_flight() == 0;
-            let results = async {
-                if idle {
-                    future::pending().await
-                } else {
-                    recv(&self.results_rx).await
-                }
-            };
+            let results = self.results();
             let tick = async {
                 (&mut timer).await;
                 Wake::Timer
@@ -239,16 +230,7 @@ impl Driver {
                     Wake::Stop
                 }
             };
-            // Listening on the channel costs a registration per pass; with no
-            // job out (a warm cache), nothing can come.
-            let idle = self.jobs.in_flight() == 0;
-            let results = async {
-                if idle {
-                    future::pending().await
-                } else {
-                    recv(&self.results_rx).await
-                }
-            };
+            let results = self.results();
             let tick = async {
                 (&mut timer).await;
                 Wake::Timer
@@ -280,6 +262,17 @@ impl Driver {
                 Wake::Timer => armed = None,
                 Wake::Stop | Wake::Connected(_) => {}
             }
+        }
+    }
+
+    /// The next store results. Pending while no job is out: nothing can
+    /// come then (a warm cache), and listening on the channel costs a
+    /// registration per pass.
+    async fn results(&self) -> Wake {
+        if self.jobs.in_flight() == 0 {
+            future::pending().await
+        } else {
+            recv(&self.results_rx).await
         }
     }
 
