@@ -69,10 +69,6 @@ impl Hasher for Fold {
         }
     }
 
-    fn write_u64(&mut self, n: u64) {
-        self.0 = self.0.rotate_left(29) ^ n;
-    }
-
     /// MurmurHash3's finaliser: every input bit reaches every output bit,
     /// for a few instructions.
     fn finish(&self) -> u64 {
@@ -184,9 +180,8 @@ impl<K: Hash + Eq, V, S: BuildHasher + Copy> GenMap<K, V, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        if !self.young.contains_key(k) {
-            let (k, v) = self.old.remove_entry(k)?;
-            self.insert(k, v);
+        if !self.young.contains_key(k) && !self.promote(k) {
+            return None;
         }
         self.young.get_mut(k)
     }
@@ -203,7 +198,26 @@ impl<K: Hash + Eq, V, S: BuildHasher + Copy> GenMap<K, V, S> {
         if let Some(v) = self.young.get_mut(k) {
             return Some(f(v));
         }
-        self.get(k).map(f)
+        if !self.promote(k) {
+            return None;
+        }
+        self.young.get_mut(k).map(f)
+    }
+
+    /// Move `k`'s entry from the old generation to the young one; whether
+    /// there was one.
+    fn promote<Q>(&mut self, k: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        match self.old.remove_entry(k) {
+            Some((k, v)) => {
+                self.insert(k, v);
+                true
+            }
+            None => false,
+        }
     }
 
     #[cfg(test)]

@@ -113,17 +113,10 @@ impl Element {
             Node::Text(t) => Some(t.as_str()),
             Node::Element(_) => None,
         });
-        let Some(first) = texts.next() else {
-            return Cow::Borrowed("");
-        };
+        let first = texts.next().unwrap_or_default();
         match texts.next() {
             None => Cow::Borrowed(first),
-            Some(second) => {
-                let mut s = String::from(first);
-                s.push_str(second);
-                texts.for_each(|t| s.push_str(t));
-                Cow::Owned(s)
-            }
+            Some(second) => Cow::Owned([first, second].into_iter().chain(texts).collect()),
         }
     }
 }

@@ -46,6 +46,28 @@ const HELP: &str = "This is a pseudonymous relay.\n\
 Write to someone's pseudonym to talk to them under yours; neither of you sees the other's address.\n\
 What you type is passed on as it is: do not type what you want to keep private.";
 
+/// A stanza and the attributes its handling reads, read once: the handler's
+/// steps take this rather than the element and its head side by side.
+#[derive(Debug, Clone, Copy)]
+struct Incoming<'a> {
+    el: &'a Element,
+    head: Head<'a>,
+}
+
+impl<'a> Incoming<'a> {
+    fn new(el: &'a Element) -> Self {
+        Incoming {
+            el,
+            head: el.head(),
+        }
+    }
+}
+
+/// The type a relayed message or a bot reply keeps: `chat` or `normal`.
+fn kept_type(head: Head<'_>) -> Option<&str> {
+    head.kind.filter(|t| *t == "chat" || *t == "normal")
+}
+
 /// Whether a store-backed step may run now.
 type Step = Result<(), Vec<Need>>;
 
@@ -68,8 +90,8 @@ impl Relay {
             self.stats.dropped += 1;
             return;
         }
-        let head = el.head();
-        let Some(sender) = head.from else {
+        let st = Incoming::new(&el);
+        let Some(sender) = st.head.from else {
             self.stats.dropped += 1;
             return;
         };
@@ -78,14 +100,14 @@ impl Relay {
             let sender = sender.to_owned();
             return self.enqueue(el, &sender, now);
         }
-        if let Err(needs) = self.process(&el, head, &Resolution::default(), true, now) {
+        if let Err(needs) = self.process(st, &Resolution::default(), true, now) {
             let sender = sender.to_owned();
             self.enqueue_with(el, &sender, needs, now);
         }
     }
 
     fn enqueue(&mut self, el: Element, sender: &str, now: Instant) {
-        match self.process(&el, el.head(), &Resolution::default(), false, now) {
+        match self.process(Incoming::new(&el), &Resolution::default(), false, now) {
             Ok(()) => self.enqueue_with(el, sender, Vec::new(), now),
             Err(needs) => self.enqueue_with(el, sender, needs, now),
         }
@@ -145,12 +167,12 @@ impl Relay {
     /// Run every job at the head of `sender`'s queue that is ready.
     pub(crate) fn advance(&mut self, sender: &str, now: Instant) {
         while let Some(mut job) = self.pending.pop_ready(sender) {
-            let head = job.stanza.head();
-            if let Err(needs) = self.process(&job.stanza, head, &job.res, true, now) {
+            let st = Incoming::new(&job.stanza);
+            if let Err(needs) = self.process(st, &job.res, true, now) {
                 job.res.rounds += 1;
                 if job.res.rounds > 3 {
                     job.res.failed = true;
-                    let _ = self.process(&job.stanza, head, &job.res, true, now);
+                    let _ = self.process(st, &job.res, true, now);
                     continue;
                 }
                 self.pending.push_front(sender, job);
@@ -164,16 +186,9 @@ impl Relay {
     }
 
     /// Handle `el`, or say which store operations it needs first. With
-    /// `run = false` nothing is sent: only the needs are computed. `head` is
-    /// `el.head()`.
-    pub(crate) fn process(
-        &mut self,
-        el: &Element,
-        head: Head<'_>,
-        res: &Resolution,
-        run: bool,
-        now: Instant,
-    ) -> Step {
+    /// `run = false` nothing is sent: only the needs are computed.
+    fn process(&mut self, st: Incoming<'_>, res: &Resolution, run: bool, now: Instant) -> Step {
+        let Incoming { el, head } = st;
         let parsed = head
             .from
             .zip(head.to)
@@ -193,10 +208,8 @@ impl Relay {
             return Ok(());
         }
         match (el.name(), to.local()) {
-            ("message", None) => self.bot_message(el, head, &from, res, run, now),
-            ("message", Some(local)) => {
-                self.pseudonym_message(el, head, &from, local, res, run, now)
-            }
+            ("message", None) => self.bot_message(st, &from, res, run, now),
+            ("message", Some(local)) => self.pseudonym_message(st, &from, local, res, run, now),
             ("presence", local) => {
                 if run {
                     self.presence(head, &from, local);
@@ -205,7 +218,7 @@ impl Relay {
             }
             ("iq", local) => {
                 if run {
-                    self.iq(el, head, &from, &to, local);
+                    self.iq(st, &from, &to, local);
                 }
                 Ok(())
             }
@@ -261,13 +274,13 @@ impl Relay {
 
     fn bot_message(
         &mut self,
-        el: &Element,
-        head: Head<'_>,
+        st: Incoming<'_>,
         from: &Jid,
         res: &Resolution,
         run: bool,
         now: Instant,
     ) -> Step {
+        let Incoming { el, head } = st;
         match head.kind {
             Some("error") | Some("headline") => {
                 if run {
@@ -332,7 +345,7 @@ impl Relay {
         s.to(from.full())
             .from(None, Some(&self.cfg.resource))
             .attr("id", &id);
-        if let Some(t) = head.kind.filter(|t| *t == "chat" || *t == "normal") {
+        if let Some(t) = kept_type(head) {
             s.attr("type", t);
         }
         s.child("body", None).text(body);
@@ -341,21 +354,20 @@ impl Relay {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn pseudonym_message(
         &mut self,
-        el: &Element,
-        head: Head<'_>,
+        st: Incoming<'_>,
         from: &Jid,
         local: &str,
         res: &Resolution,
         run: bool,
         now: Instant,
     ) -> Step {
-        match head.kind {
+        let el = st.el;
+        match st.head.kind {
             Some("error") => {
                 if run {
-                    self.bounce(el, head, local);
+                    self.bounce(st, local);
                 }
                 return Ok(());
             }
@@ -407,20 +419,20 @@ impl Relay {
             self.write_behind(&sender_local, identity, now);
         }
         if run {
-            self.relay_message(el, head, from, &recipient, recipient_local, sender_local);
+            self.relay_message(st, from, &recipient, recipient_local, sender_local);
         }
         Ok(())
     }
 
     fn relay_message(
         &mut self,
-        el: &Element,
-        head: Head<'_>,
+        st: Incoming<'_>,
         from: &Jid,
         recipient: &str,
         recipient_local: Local,
         sender_local: Local,
     ) {
+        let Incoming { el, head } = st;
         let fresh = self.ids.fresh();
         let ids = &mut self.ids;
         let items = filter::allowed(el, |k, id| match k {
@@ -431,7 +443,7 @@ impl Relay {
         s.to(recipient)
             .from(Some(sender_local.as_str()), Some(&self.cfg.resource))
             .attr("id", &fresh);
-        if let Some(t) = head.kind.filter(|t| *t == "chat" || *t == "normal") {
+        if let Some(t) = kept_type(head) {
             s.attr("type", t);
         }
         let mut empty = true;
@@ -481,7 +493,8 @@ impl Relay {
     /// A delivery error for a message the relay passed on: back to the
     /// original sender, from the bouncing user's pseudonym, rebuilt from the
     /// error type and defined condition only.
-    fn bounce(&mut self, el: &Element, head: Head<'_>, local: &str) {
+    fn bounce(&mut self, st: Incoming<'_>, local: &str) {
+        let Incoming { el, head } = st;
         let sent = head
             .id
             .and_then(|id| self.ids.sent(id))
@@ -560,7 +573,8 @@ impl Relay {
         }
     }
 
-    fn iq(&mut self, el: &Element, head: Head<'_>, from: &Jid, to: &Jid, local: Option<&str>) {
+    fn iq(&mut self, st: Incoming<'_>, from: &Jid, to: &Jid, local: Option<&str>) {
+        let Incoming { el, head } = st;
         if !matches!(head.kind, Some("get") | Some("set")) {
             // Results and errors (keepalive answers among them) are consumed.
             return;

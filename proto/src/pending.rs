@@ -357,7 +357,7 @@ mod tests {
     #[test]
     fn next_deadline_follows_the_oldest_live_operation() {
         let mut p = Pending::new(Keyed::new(&[1; 32], 0));
-        let t0 = Instant::now();
+        let t0 = crate::tests::origin();
         let at = |s| t0 + Duration::from_secs(s);
         let ops: Vec<OpId> = (0..3)
             .map(|i| p.op_for(&Need::Lookup(format!("u{i}")), "s", at(i)).0)

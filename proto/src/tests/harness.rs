@@ -48,7 +48,7 @@ impl Harness {
         Harness {
             relay: Relay::new(config).expect("valid config"),
             store: MemoryStore::new(1000),
-            now: Instant::now(),
+            now: super::origin(),
             auto_store: true,
             held: Vec::new(),
             puts: 0,
