@@ -4,7 +4,7 @@
 
 mod cli;
 mod commands;
-mod drive;
+mod launch;
 mod signals;
 
 #[cfg(feature = "mimalloc")]

@@ -13,7 +13,8 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axrelay_proto::driver::Exit;
+use axrelay_host::socks5::Proxy;
+use axrelay_host::Exit;
 use axrelay_proto::{DisconnectReason, MemoryStore, Store};
 
 use harness::{
@@ -321,7 +322,7 @@ pub fn socks5_tunnel(start: Start) {
     let mut opts = options(server.port());
     // Resolvable only by the proxy: proves the name is passed unresolved.
     opts.server = "xmpp.component.test".into();
-    opts.proxy = Some(proxy.url(None));
+    opts.proxy = Some(Proxy::parse(&proxy.url(None)).expect("a valid proxy URL"));
     let running = start(relay(), opts, Arc::new(MemoryStore::default()));
     let req = proxy.next_request(SHORT);
     assert_eq!(req.atyp, 3, "domain-name address type");
@@ -347,7 +348,7 @@ pub fn socks5_refusal_then_password(start: Start) {
     );
     let mut opts = options(server.port());
     opts.server = "xmpp.component.test".into();
-    opts.proxy = Some(proxy.url(creds));
+    opts.proxy = Some(Proxy::parse(&proxy.url(creds)).expect("a valid proxy URL"));
     let running = start(relay(), opts, Arc::new(MemoryStore::default()));
     let first = proxy.next_request(SHORT);
     assert_eq!(first.credentials, Some(("relay".into(), "proxy-pw".into())));
@@ -373,7 +374,7 @@ pub fn socks5_proxy_dies_mid_stream(start: Start) {
     );
     let mut opts = options(server.port());
     opts.server = "xmpp.component.test".into();
-    opts.proxy = Some(proxy.url(None));
+    opts.proxy = Some(Proxy::parse(&proxy.url(None)).expect("a valid proxy URL"));
     let running = start(relay(), opts, Arc::new(MemoryStore::default()));
     proxy.next_request(SHORT);
     let mut conn = server.accept(SHORT);
@@ -402,7 +403,7 @@ macro_rules! conformance {
         mod $runtime {
             use super::*;
 
-            fn start(relay: axrelay_proto::Relay, opts: axrelay_proto::driver::Options, store: Arc<dyn Store>) -> Running {
+            fn start(relay: axrelay_proto::Relay, opts: axrelay_host::Options, store: Arc<dyn Store>) -> Running {
                 let (handle, stopper) = $krate::stop_handle();
                 Running::spawn(Box::new(move || handle.stop()), move || $krate::run(relay, opts, store, stopper))
             }

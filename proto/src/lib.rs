@@ -17,7 +17,7 @@
 //!    at `poll_timeout`.
 //! 3. On EOF or a socket error call [`Relay::handle_closed`]. On
 //!    [`Action::Disconnect`] write what is left, close the socket, and either
-//!    stop (shutdown, fatal reason) or reconnect after a [`Backoff`] delay.
+//!    stop (shutdown, fatal reason) or reconnect after a backoff delay.
 //! 4. To stop, call [`Relay::shutdown`] and keep driving until the
 //!    `Disconnect(Shutdown)` action.
 
@@ -25,10 +25,8 @@
 #![warn(missing_docs)]
 
 mod action;
-pub mod backoff;
 mod cache;
 mod config;
-pub mod driver;
 mod element;
 mod filter;
 mod framer;
@@ -45,7 +43,6 @@ pub mod store;
 mod writer;
 
 pub use action::{Action, DisconnectReason, OpId, StoreOutcome};
-pub use backoff::Backoff;
 pub use config::{Config, ConfigError, KeepaliveMode, Limits};
 pub use jid::Jid;
 pub use pseudonym::{IdentityMode, Pseudonymizer};

@@ -1,38 +1,100 @@
-//! Drives an [`axrelay_proto::Relay`] with std threads and blocking sockets.
+//! Drives the axrelay core with std threads and blocking sockets.
 //!
-//! One loop thread owns the relay and the socket's write side; a reader
-//! thread turns socket reads into events; a small pool of store workers
-//! performs lookups and writes. Everything reaches the loop through one
-//! bounded channel, which it waits on with the relay's next deadline, so the
-//! stanza loop never blocks on the store.
-//!
-//! The connect, SOCKS5, store-job, draining and lifecycle modules are also
-//! the building blocks of the smol runtime, so both behave alike.
+//! One loop thread owns the [`Session`] and the socket's write side; a
+//! reader thread turns socket reads into events; the store threads of
+//! `axrelay_host::store_jobs` perform lookups and writes. Everything reaches
+//! the loop through one bounded [`Inbox`], which it waits on until the
+//! session's next deadline, so the stanza loop never blocks on the store.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod connect;
-pub mod drain;
-mod driver;
-pub mod lifecycle;
-pub mod report;
-pub mod socks5;
-mod stop;
-pub mod store_jobs;
+mod inbox;
+mod socket;
 
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use axrelay_proto::driver::{Exit, Options};
+use axrelay_host::connect::ConnectError;
+use axrelay_host::store_jobs::spawn_workers;
+use axrelay_host::{Exit, Options, Output, Session};
 use axrelay_proto::{Relay, Store};
 
-pub use stop::{stop_handle, StopHandle, Stopper};
+use crate::inbox::Event;
+pub use crate::inbox::{stop_handle, Inbox};
 
 /// Connect, relay and reconnect until stopped or refused.
 ///
 /// Returns [`Exit::Stopped`] after a requested stop (through the
-/// [`StopHandle`] paired with `stopper`), [`Exit::Refused`] when the server
+/// `StopHandle` paired with `inbox`), [`Exit::Refused`] when the server
 /// refuses the configuration. Network failures are retried with backoff.
-pub fn run(relay: Relay, opts: Options, store: Arc<dyn Store>, stopper: Stopper) -> Exit {
-    driver::Driver::new(relay, &opts, store, stopper).run()
+pub fn run(relay: Relay, opts: Options, store: Arc<dyn Store>, inbox: Inbox) -> Exit {
+    let tx = inbox.tx.clone();
+    let work = spawn_workers(store, move |outcomes| {
+        tx.send(Event::Store(outcomes)).is_ok()
+    });
+    let mut session = Session::new(relay, &opts, fastrand::u64(..), Instant::now());
+    // The connection's number, and its write side once it is up.
+    let mut conn = 0u64;
+    let mut stream: Option<TcpStream> = None;
+    loop {
+        if inbox.stop.is_set() {
+            session.handle_stop(Instant::now());
+        }
+        let wake = loop {
+            match session.poll(Instant::now()) {
+                Output::Connect => {
+                    conn += 1;
+                    let target = session.target().clone();
+                    if let Err(e) = socket::connect(conn, target, inbox.tx.clone()) {
+                        session.handle_connect_failed(&e, Instant::now());
+                    }
+                }
+                Output::Transmit(bytes) => {
+                    let written = stream.as_mut().map(|s| s.write_all(&bytes));
+                    if let Some(Err(e)) = written {
+                        session.handle_write_error(&e, Instant::now());
+                    }
+                }
+                Output::Store(job) => {
+                    if work.send(job).is_err() {
+                        session.handle_job_lost();
+                    }
+                }
+                Output::Close => {
+                    if let Some(s) = stream.take() {
+                        let _ = s.shutdown(Shutdown::Both);
+                    }
+                }
+                Output::Exit(exit) => return exit,
+                Output::Wait(until) => break until,
+            }
+        };
+        // At least 1 ms: a zero timeout would spin.
+        let timeout = wake
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        let event = inbox.next(timeout);
+        let now = Instant::now();
+        match event {
+            Some(Event::Connected(c, result)) if c == conn => {
+                let started = result
+                    .and_then(|s| socket::start(c, s, &inbox.tx).map_err(ConnectError::Socket));
+                match started {
+                    Ok(s) if session.handle_connected(now) => stream = Some(s),
+                    // Not wanted any more: a stop came first.
+                    Ok(s) => drop(s.shutdown(Shutdown::Both)),
+                    Err(e) => session.handle_connect_failed(&e, now),
+                }
+            }
+            Some(Event::Input(c, data)) if c == conn => session.handle_input(&data, now),
+            Some(Event::Closed(c, err)) if c == conn => session.handle_closed(err.as_ref(), now),
+            Some(Event::Store(outcomes)) => session.handle_store(outcomes, now),
+            // Stop is read from the flag at the top; late socket events
+            // belong to an earlier connection.
+            Some(_) | None => {}
+        }
+    }
 }

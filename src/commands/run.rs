@@ -5,12 +5,12 @@ use std::sync::Arc;
 use axrelay::config::{relay_config, secrets, Runtime, StoreSettings};
 use axrelay::logging;
 use axrelay::store::{self, MemcachedStore};
-use axrelay_proto::driver::Exit;
+use axrelay_host::Exit;
 use axrelay_proto::{Relay, Store};
 
 use super::{random_key, start, Status};
 use crate::cli::RunArgs;
-use crate::drive;
+use crate::launch;
 
 /// Run the relay; the status follows `--help`.
 pub fn run(args: &RunArgs) -> Status {
@@ -76,7 +76,7 @@ fn try_run(args: &RunArgs) -> Result<Status, Status> {
         store.kind()
     );
 
-    let exit = drive::run(plan.runtime, relay, plan.options, store, reopen).map_err(|e| {
+    let exit = launch::run(plan.runtime, relay, plan.options, store, reopen).map_err(|e| {
         logging::fatal(e);
         Status::Failure
     })?;

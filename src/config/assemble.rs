@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use axrelay_proto::driver::Options;
+use axrelay_host::Options;
 use axrelay_proto::{Config, ConfigError as CoreError};
 
 use super::{ConfigError, ErrorKind, Runtime, Settings, StoreSettings};

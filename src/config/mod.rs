@@ -12,6 +12,7 @@ mod value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use axrelay_host::socks5::Proxy;
 use axrelay_proto::{IdentityMode, KeepaliveMode, Limits};
 
 pub use assemble::{relay_config, RelayPlan};
@@ -160,7 +161,7 @@ pub struct RelaySettings {
     /// Ping (default) or whitespace keepalives.
     pub keepalive_mode: KeepaliveMode,
     /// Optional SOCKS5 proxy.
-    pub proxy: Option<String>,
+    pub proxy: Option<Proxy>,
     /// TCP (and proxy) connect timeout, if set.
     pub connect_timeout: Option<Duration>,
     /// Stream header and handshake timeout, if set.

@@ -228,8 +228,8 @@ fn a_proxy_lengthens_the_default_timeouts() {
     let s = settings(&GOOD.replace("[hash]", "proxy = socks5://127.0.0.1:4447\n[hash]"));
     let plan = relay_config(&s, [0; 32], false).unwrap();
     assert_eq!(
-        plan.options.proxy.as_deref(),
-        Some("socks5://127.0.0.1:4447")
+        plan.options.proxy,
+        Some(Proxy::parse("socks5://127.0.0.1:4447").unwrap())
     );
     assert_eq!(plan.options.connect_timeout, Duration::from_secs(60));
     assert_eq!(plan.config.handshake_timeout, Duration::from_secs(60));

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use axrelay_host::socks5::Proxy;
 use data_encoding::{BASE64, BASE64_NOPAD};
 
 /// A TCP port, 1–65535.
@@ -68,12 +69,10 @@ pub fn choice<'a>(s: &str, choices: &[&'a str]) -> Result<&'a str, String> {
         .ok_or_else(|| format!("expected {}, got '{s}'", choices.join(" or ")))
 }
 
-/// `socks5://[user:pass@]host[:port]`, checked by the parser the runtimes
-/// use, so a URL that passes here is one they can dial.
-pub fn proxy(s: &str) -> Result<String, String> {
-    axrelay_runtime_blocking::socks5::Proxy::parse(s)
-        .map(|_| s.trim().to_owned())
-        .map_err(|e| format!("'{s}': {e}"))
+/// `socks5://[user:pass@]host[:port]`, parsed once here into what the
+/// runtimes dial.
+pub fn proxy(s: &str) -> Result<Proxy, String> {
+    Proxy::parse(s).map_err(|e| format!("'{s}': {e}"))
 }
 
 /// memcached servers: `host`, `host:port` or `[v6]:port`, comma-separated,

@@ -5,7 +5,7 @@ use std::sync::{Arc, Once};
 use std::thread;
 use std::time::Duration;
 
-use axrelay_proto::driver::{Exit, Options};
+use axrelay_host::{Exit, Options};
 use axrelay_proto::{Config, MemoryStore, Pseudonymizer, Relay, Store, StoreError};
 
 pub const DOMAIN: &str = "relay.example.org";

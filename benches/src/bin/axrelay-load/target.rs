@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use axrelay_benches::wire;
-use axrelay_proto::driver::{Exit, Options};
+use axrelay_host::{Exit, Options};
 use axrelay_proto::{Config, Relay, Store};
 
 /// Which component answers the generator.

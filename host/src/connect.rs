@@ -9,28 +9,26 @@ use std::io::{self, ErrorKind};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use axrelay_proto::driver::Options;
-
-use crate::socks5::{self, Proxy, ProxyUrlError, Socks5Error};
+use crate::options::Options;
+use crate::socks5::{self, Proxy, Socks5Error};
 
 /// Where to connect: the server, and the proxy in front of it if any.
 #[derive(Debug, Clone)]
 pub struct Target {
     server: String,
     port: u16,
-    proxy: Result<Option<Proxy>, ProxyUrlError>,
+    proxy: Option<Proxy>,
     timeout: Duration,
     dead_peer: Option<Duration>,
 }
 
 impl Target {
-    /// The target described by `opts`. A bad proxy URL is kept and reported
-    /// by every [`open`], so the cause shows in the log each time.
+    /// The target described by `opts`.
     pub fn new(opts: &Options) -> Target {
         Target {
             server: opts.server.clone(),
             port: opts.port,
-            proxy: opts.proxy.as_deref().map(Proxy::parse).transpose(),
+            proxy: opts.proxy.clone(),
             timeout: opts.connect_timeout,
             dead_peer: opts.dead_peer_timeout,
         }
@@ -40,7 +38,7 @@ impl Target {
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.server, self.port)?;
-        if let Ok(Some(proxy)) = &self.proxy {
+        if let Some(proxy) = &self.proxy {
             write!(f, " via SOCKS5 proxy {proxy}")?;
         }
         Ok(())
@@ -50,8 +48,6 @@ impl fmt::Display for Target {
 /// Why no connection could be opened; the runtime backs off and retries.
 #[derive(Debug)]
 pub enum ConnectError {
-    /// `[relay] proxy` is not a usable SOCKS5 URL.
-    BadProxy(ProxyUrlError),
     /// The host name did not resolve.
     Resolve(String, io::Error),
     /// The host name resolved to no address.
@@ -69,7 +65,6 @@ pub enum ConnectError {
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConnectError::BadProxy(e) => write!(f, "invalid [relay] proxy: {e}"),
             ConnectError::Resolve(host, e) => write!(f, "cannot resolve {host}: {e}"),
             ConnectError::NoAddress(host) => write!(f, "{host} has no address"),
             ConnectError::Tcp(addr, e) => write!(f, "cannot connect to {addr}: {e}"),
@@ -87,11 +82,7 @@ impl std::error::Error for ConnectError {}
 /// target's bound on unacknowledged data (`TCP_USER_TIMEOUT`).
 pub fn open(target: &Target) -> Result<TcpStream, ConnectError> {
     let deadline = Instant::now() + target.timeout;
-    let proxy = target
-        .proxy
-        .as_ref()
-        .map_err(|e| ConnectError::BadProxy(e.clone()))?;
-    let stream = match proxy {
+    let stream = match &target.proxy {
         None => tcp(&target.server, target.port, deadline, "")?,
         Some(proxy) => {
             let mut stream = tcp(&proxy.host, proxy.port, deadline, "SOCKS5 proxy ")?;

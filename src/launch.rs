@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axrelay::config::Runtime;
 use axrelay::logging::ReopenFlag;
-use axrelay_proto::driver::{Exit, Options};
+use axrelay_host::{Exit, Options};
 use axrelay_proto::{Relay, Store};
 
 use crate::signals;

@@ -1,12 +1,13 @@
-//! The contract between the binary and the runtimes that drive a [`crate::Relay`].
+//! What the binary hands a runtime, and how a runtime's `run` ends.
 //!
-//! Both runtime crates (`axrelay-runtime-smol`, `axrelay-runtime-blocking`)
-//! take the same [`Options`] and end with the same [`Exit`], so the binary can
-//! pick one at run time.
+//! Both runtimes take the same [`Options`] and end with the same [`Exit`],
+//! so the binary can pick one at run time.
 
 use std::time::Duration;
 
-use crate::DisconnectReason;
+use axrelay_proto::DisconnectReason;
+
+use crate::socks5::Proxy;
 
 /// How a runtime reaches the server and paces its housekeeping.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,10 +16,8 @@ pub struct Options {
     pub server: String,
     /// Component port (Prosody's default is 5347).
     pub port: u16,
-    /// Optional SOCKS5 proxy, `socks5://host:port` or
-    /// `socks5://user:pass@host:port`; the server name is passed to it
-    /// unresolved.
-    pub proxy: Option<String>,
+    /// Optional SOCKS5 proxy; the server name is passed to it unresolved.
+    pub proxy: Option<Proxy>,
     /// Bound on TCP connect (and the proxy's CONNECT).
     pub connect_timeout: Duration,
     /// How often the counters are logged.

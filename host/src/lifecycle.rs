@@ -7,10 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use axrelay_proto::driver::Exit;
-use axrelay_proto::{Backoff, DisconnectReason};
+use axrelay_proto::DisconnectReason;
 
+use crate::backoff::Backoff;
 use crate::connect::{ConnectError, Target};
+use crate::options::Exit;
 
 /// After a connection ended: return, or try again after a delay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,16 +27,19 @@ pub enum Next {
 pub struct Lifecycle {
     target: Target,
     backoff: Backoff,
+    /// Jitter for the backoff, from the seed the runtime hands in.
+    rng: fastrand::Rng,
     attempts: u64,
     connected_at: Option<Instant>,
 }
 
 impl Lifecycle {
-    /// Nothing attempted yet.
-    pub fn new(target: Target) -> Self {
+    /// Nothing attempted yet; `seed` makes the backoff's jitter.
+    pub fn new(target: Target, seed: u64) -> Self {
         Lifecycle {
             target,
             backoff: Backoff::new(),
+            rng: fastrand::Rng::with_seed(seed),
             attempts: 0,
             connected_at: None,
         }
@@ -105,18 +109,18 @@ impl Lifecycle {
     }
 
     fn delay(&mut self) -> Duration {
-        self.backoff.next_delay(fastrand::u64(..))
+        self.backoff.next_delay(self.rng.u64(..))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axrelay_proto::driver::Options;
+    use crate::options::Options;
 
     #[test]
     fn decides_between_exit_and_retry() {
-        let mut l = Lifecycle::new(Target::new(&Options::new("127.0.0.1", 5347)));
+        let mut l = Lifecycle::new(Target::new(&Options::new("127.0.0.1", 5347)), 1);
         let now = Instant::now();
         l.connected(now);
         assert_eq!(
