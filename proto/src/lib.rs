@@ -46,7 +46,7 @@ mod writer;
 
 pub use action::{Action, DisconnectReason, OpId, StoreOutcome};
 pub use backoff::Backoff;
-pub use config::{Config, ConfigError, KeepaliveMode, Limits};
+pub use config::{Config, ConfigError, KeepaliveMode, Limit, Limits};
 pub use jid::Jid;
 pub use pseudonym::{IdentityMode, Pseudonymizer};
 pub use relay::Relay;
