@@ -571,7 +571,12 @@ fn stderr_of(child: &mut Child) -> String {
 
 #[test]
 fn a_refused_handshake_exits_3_with_either_runtime() {
-    for runtime in ["smol", "blocking"] {
+    for (runtime, condition, advice) in [
+        ("smol", "not-authorized", "check [relay] password in "),
+        ("blocking", "not-authorized", "check [relay] password in "),
+        ("smol", "host-unknown", "check [relay] jid in "),
+        ("blocking", "host-unknown", "check [relay] jid in "),
+    ] {
         let dir = Dir::new();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -585,13 +590,18 @@ fn a_refused_handshake_exits_3_with_either_runtime() {
         let mut child = spawn_run(&conf);
         let _s = serve_handshake(
             &listener,
-            "<stream:error><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
-             </stream:error></stream:stream>",
+            &format!(
+                "<stream:error><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
+                 </stream:error></stream:stream>"
+            ),
         );
         let status = wait_with_deadline(&mut child, Duration::from_secs(20));
         let err = stderr_of(&mut child);
-        assert_eq!(status, 3, "{runtime}: {err}");
+        assert_eq!(status, 3, "{runtime} {condition}: {err}");
         assert!(err.contains("axrelay: "), "{err}");
+        assert!(err.contains(&format!("({condition})")), "{err}");
+        // The advice names the key to fix and the file it is in.
+        assert!(err.contains(&format!("{advice}{}", p(&conf))), "{err}");
     }
 }
 

@@ -28,7 +28,7 @@ const PATH: &str = "fuzz.conf";
 const SOURCES: &[&str] = &[
     include_str!("../../src/config/mod.rs"),
     include_str!("../../src/config/value.rs"),
-    include_str!("../../src/config/ini.rs"),
+    include_str!("../../src/config/document.rs"),
     include_str!("../../src/config/assemble.rs"),
     include_str!("../../src/config/secrets.rs"),
     include_str!("../../proto/src/config.rs"),

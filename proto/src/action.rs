@@ -90,12 +90,12 @@ impl std::fmt::Display for DisconnectReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DisconnectReason::Shutdown => f.write_str("stopped"),
-            DisconnectReason::NotAuthorized => f.write_str(
-                "the server refused the component secret (not-authorized): check [relay] password against the server's component secret",
-            ),
-            DisconnectReason::HostUnknown => f.write_str(
-                "the server does not serve this component (host-unknown): check [relay] jid against the server's Component/listener configuration",
-            ),
+            DisconnectReason::NotAuthorized => {
+                f.write_str("the server refused the component secret (not-authorized)")
+            }
+            DisconnectReason::HostUnknown => {
+                f.write_str("the server does not serve this component domain (host-unknown)")
+            }
             DisconnectReason::Conflict => {
                 f.write_str("another instance holds the component domain (conflict)")
             }

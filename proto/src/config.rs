@@ -33,6 +33,67 @@ impl Default for Limits {
     }
 }
 
+/// One of the [`Limits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// [`Limits::max_stanza_bytes`].
+    MaxStanzaBytes,
+    /// [`Limits::max_depth`].
+    MaxDepth,
+    /// [`Limits::max_attributes`].
+    MaxAttributes,
+    /// [`Limits::max_namespace_decls`].
+    MaxNamespaceDecls,
+    /// [`Limits::max_token_length`].
+    MaxTokenLength,
+}
+
+impl Limit {
+    /// Every limit, in the order they are checked.
+    pub const ALL: [Limit; 5] = [
+        Limit::MaxStanzaBytes,
+        Limit::MaxDepth,
+        Limit::MaxAttributes,
+        Limit::MaxNamespaceDecls,
+        Limit::MaxTokenLength,
+    ];
+
+    /// The field's name, which the configuration file uses as its key.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::MaxStanzaBytes => "max_stanza_bytes",
+            Limit::MaxDepth => "max_depth",
+            Limit::MaxAttributes => "max_attributes",
+            Limit::MaxNamespaceDecls => "max_namespace_decls",
+            Limit::MaxTokenLength => "max_token_length",
+        }
+    }
+
+    /// The smallest value that still carries ordinary stanzas.
+    pub fn minimum(self) -> usize {
+        match self {
+            Limit::MaxStanzaBytes => 4096,
+            Limit::MaxDepth => 4,
+            Limit::MaxAttributes => 8,
+            Limit::MaxNamespaceDecls => 2,
+            Limit::MaxTokenLength => 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// The value of `limit`.
+    pub fn get(&self, limit: Limit) -> usize {
+        match limit {
+            Limit::MaxStanzaBytes => self.max_stanza_bytes,
+            Limit::MaxDepth => self.max_depth,
+            Limit::MaxAttributes => self.max_attributes,
+            Limit::MaxNamespaceDecls => self.max_namespace_decls,
+            Limit::MaxTokenLength => self.max_token_length,
+        }
+    }
+}
+
 /// How the relay keeps an idle connection alive and notices a dead one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KeepaliveMode {
@@ -128,8 +189,13 @@ pub enum ConfigError {
     BadResource(String),
     /// The pseudonym secret is empty.
     EmptySecret,
-    /// A limit is zero or too small to carry any stanza.
-    BadLimit(&'static str),
+    /// A limit is below its [`Limit::minimum`].
+    BadLimit {
+        /// Which limit.
+        limit: Limit,
+        /// The smallest value allowed.
+        minimum: usize,
+    },
 }
 
 impl std::fmt::Display for ConfigError {
@@ -138,7 +204,11 @@ impl std::fmt::Display for ConfigError {
             ConfigError::BadDomain(d) => write!(f, "'{d}' is not a valid component domain"),
             ConfigError::BadResource(r) => write!(f, "'{r}' is not a valid resource"),
             ConfigError::EmptySecret => f.write_str("the pseudonym secret is empty"),
-            ConfigError::BadLimit(l) => write!(f, "limit {l} is too small"),
+            ConfigError::BadLimit { limit, minimum } => write!(
+                f,
+                "limit {} is too small (at least {minimum})",
+                limit.name()
+            ),
         }
     }
 }
@@ -185,21 +255,11 @@ impl Config {
         if self.secret.is_empty() {
             return Err(ConfigError::EmptySecret);
         }
-        let l = &self.limits;
-        if l.max_stanza_bytes < 4096 {
-            return Err(ConfigError::BadLimit("max_stanza_bytes"));
-        }
-        if l.max_depth < 4 {
-            return Err(ConfigError::BadLimit("max_depth"));
-        }
-        if l.max_attributes < 8 {
-            return Err(ConfigError::BadLimit("max_attributes"));
-        }
-        if l.max_namespace_decls < 2 {
-            return Err(ConfigError::BadLimit("max_namespace_decls"));
-        }
-        if l.max_token_length < 1024 {
-            return Err(ConfigError::BadLimit("max_token_length"));
+        for limit in Limit::ALL {
+            let minimum = limit.minimum();
+            if self.limits.get(limit) < minimum {
+                return Err(ConfigError::BadLimit { limit, minimum });
+            }
         }
         Ok(())
     }
@@ -237,9 +297,38 @@ mod tests {
         let mut d = c.clone();
         d.secret.clear();
         assert_eq!(d.validate(), Err(ConfigError::EmptySecret));
+    }
+
+    #[test]
+    fn each_small_limit_is_named_with_its_minimum() {
+        let c = Config::new("axr.example.org", "pw", b"secret");
+        let set = |limits: &mut Limits, limit: Limit, value: usize| match limit {
+            Limit::MaxStanzaBytes => limits.max_stanza_bytes = value,
+            Limit::MaxDepth => limits.max_depth = value,
+            Limit::MaxAttributes => limits.max_attributes = value,
+            Limit::MaxNamespaceDecls => limits.max_namespace_decls = value,
+            Limit::MaxTokenLength => limits.max_token_length = value,
+        };
+        for limit in Limit::ALL {
+            let minimum = limit.minimum();
+            let mut d = c.clone();
+            set(&mut d.limits, limit, minimum);
+            assert_eq!(d.limits.get(limit), minimum);
+            assert_eq!(d.validate(), Ok(()), "{limit:?} at its minimum");
+            set(&mut d.limits, limit, minimum - 1);
+            let e = d.validate().unwrap_err();
+            assert_eq!(e, ConfigError::BadLimit { limit, minimum });
+            assert_eq!(
+                e.to_string(),
+                format!("limit {} is too small (at least {minimum})", limit.name())
+            );
+        }
         let mut d = c;
         d.limits.max_depth = 1;
-        assert_eq!(d.validate(), Err(ConfigError::BadLimit("max_depth")));
+        assert_eq!(
+            d.validate().unwrap_err().to_string(),
+            "limit max_depth is too small (at least 4)"
+        );
     }
 
     #[test]

@@ -189,6 +189,19 @@ impl Skip {
     }
 }
 
+/// What becomes of the stanza being read.
+#[derive(Debug)]
+enum Stanza {
+    /// Parsed and built on `Framer::stack` (also the state between stanzas).
+    Keeping,
+    /// It broke a limit that parsing survives: parsed to its end, nothing
+    /// kept but its start tag, when that could be read.
+    Discarding { head: Option<Element> },
+    /// It broke a limit that parsing does not survive: its bytes are scanned
+    /// raw to its end.
+    Scanning { skip: Skip, head: Option<Element> },
+}
+
 /// The stanza framer for one connection.
 pub(crate) struct Framer {
     parser: Parser,
@@ -201,17 +214,15 @@ pub(crate) struct Framer {
     seen_root: bool,
     /// Open elements, the stream root included.
     depth: usize,
-    /// The stanza being built (outermost first).
+    /// The stanza being built (outermost first); its capacity is reused.
     stack: Vec<Element>,
     stanza_bytes: usize,
-    /// The current stanza broke a limit: parse on, keep nothing.
-    discard: Option<Option<Element>>,
-    skip: Option<(Skip, Option<Element>)>,
+    stanza: Stanza,
     /// Bytes to feed before new input (left over after a raw skip).
     replay: Option<Bytes>,
-    /// 1 when the last start tag was self-closing and rxml has yet to
-    /// report its end (matters when a raw skip starts right there).
-    closed_pending: usize,
+    /// The last start tag was self-closing and rxml has yet to report its
+    /// end (matters when a raw skip starts right there).
+    end_pending: bool,
 }
 
 fn new_parser(limits: &Limits) -> Parser {
@@ -255,10 +266,9 @@ impl Framer {
             depth: 0,
             stack: Vec::new(),
             stanza_bytes: 0,
-            discard: None,
-            skip: None,
+            stanza: Stanza::Keeping,
             replay: None,
-            closed_pending: 0,
+            end_pending: false,
         }
     }
 
@@ -310,7 +320,7 @@ impl Framer {
     /// Consume a prefix of `data`; returns its length. Stops early when a raw
     /// skip ends, so that the replay is fed before the rest.
     fn feed_some(&mut self, data: &[u8], out: &mut Vec<Frame>) -> Result<usize, FrameError> {
-        if let Some((skip, _)) = &mut self.skip {
+        if let Stanza::Scanning { skip, .. } = &mut self.stanza {
             return Ok(match skip.scan(data) {
                 Some(n) => {
                     self.end_skip(out)?;
@@ -368,30 +378,29 @@ impl Framer {
     }
 
     fn begin_raw_skip(&mut self, out: &mut Vec<Frame>) -> Result<(), FrameError> {
-        let head = match self.discard.take() {
-            Some(head) => head,
-            None => self.stack.first().map(head_of),
+        let head = match std::mem::replace(&mut self.stanza, Stanza::Keeping) {
+            Stanza::Discarding { head } => head,
+            _ => self.stack.first().map(head_of),
         };
         self.stack.clear();
-        let mut skip = Skip::new(self.depth.saturating_sub(1) - self.closed_pending);
-        self.closed_pending = 0;
+        let mut skip = Skip::new(self.depth.saturating_sub(1) - usize::from(self.end_pending));
+        self.end_pending = false;
         let held = self.tape.split().freeze();
-        match skip.scan(&held) {
-            Some(n) => {
-                self.skip = Some((skip, head));
-                self.end_skip(out)?;
-                if n < held.len() {
-                    self.replay = Some(held.slice(n..));
-                }
+        let ended = skip.scan(&held);
+        self.stanza = Stanza::Scanning { skip, head };
+        if let Some(n) = ended {
+            self.end_skip(out)?;
+            if n < held.len() {
+                self.replay = Some(held.slice(n..));
             }
-            None => self.skip = Some((skip, head)),
         }
         Ok(())
     }
 
     /// The skipped stanza ended: report it and restart the parser.
     fn end_skip(&mut self, out: &mut Vec<Frame>) -> Result<(), FrameError> {
-        if let Some((_, head)) = self.skip.take() {
+        if let Stanza::Scanning { head, .. } = std::mem::replace(&mut self.stanza, Stanza::Keeping)
+        {
             out.push(Frame::Skipped(head));
         }
         self.parser = new_parser(&self.limits);
@@ -445,28 +454,29 @@ impl Framer {
                 };
                 let l = &self.limits;
                 if self.depth - 1 > l.max_depth {
-                    if self.discard.is_none() && self.stack.is_empty() {
-                        self.discard = Some(Some(head_of(&el)));
+                    if matches!(self.stanza, Stanza::Keeping) && self.stack.is_empty() {
+                        // `el` has no children yet: it is its own start tag.
+                        self.stanza = Stanza::Discarding { head: Some(el) };
                     }
-                    self.closed_pending = usize::from(self.tape[..len].ends_with(b"/>"));
+                    self.end_pending = self.tape[..len].ends_with(b"/>");
                     self.tape.advance(len);
                     return Ok(true);
                 }
-                if self.discard.is_none()
-                    && (el.attrs.len() > l.max_attributes
+                if let Stanza::Keeping = self.stanza {
+                    if el.attrs.len() > l.max_attributes
                         || too_many_xmlns(&self.tape[..len], l.max_namespace_decls)
                         || el.name.len() > l.max_token_length
-                        || el.attrs.iter().any(|(_, v)| v.len() > l.max_token_length))
-                {
-                    let head = match self.stack.first() {
-                        Some(top) => head_of(top),
-                        None => head_of(&el),
-                    };
-                    self.discard = Some(Some(head));
-                    self.stack.clear();
-                }
-                if self.discard.is_none() {
-                    self.stack.push(el);
+                        || el.attrs.iter().any(|(_, v)| v.len() > l.max_token_length)
+                    {
+                        let head = match self.stack.first() {
+                            Some(top) => head_of(top),
+                            None => el,
+                        };
+                        self.stack.clear();
+                        self.stanza = Stanza::Discarding { head: Some(head) };
+                    } else {
+                        self.stack.push(el);
+                    }
                 }
             }
             Event::EndElement(_) => {
@@ -488,8 +498,9 @@ impl Framer {
                         }
                     }
                     if self.depth == 1 {
-                        if let Some(head) = self.discard.take() {
-                            out.push(Frame::Skipped(head));
+                        if let Stanza::Discarding { head } = &mut self.stanza {
+                            out.push(Frame::Skipped(head.take()));
+                            self.stanza = Stanza::Keeping;
                         }
                         // Between stanzas: the next one starts from zero.
                         self.stanza_bytes = 0;

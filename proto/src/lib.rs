@@ -43,7 +43,7 @@ pub mod store;
 mod writer;
 
 pub use action::{Action, DisconnectReason, OpId, StoreOutcome};
-pub use config::{Config, ConfigError, KeepaliveMode, Limits};
+pub use config::{Config, ConfigError, KeepaliveMode, Limit, Limits};
 pub use jid::Jid;
 pub use pseudonym::{IdentityMode, Pseudonymizer};
 pub use relay::Relay;

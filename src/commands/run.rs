@@ -6,7 +6,7 @@ use axrelay::config::{relay_config, secrets, Runtime, StoreSettings};
 use axrelay::logging;
 use axrelay::store::{self, MemcachedStore};
 use axrelay_host::Exit;
-use axrelay_proto::{Relay, Store};
+use axrelay_proto::{DisconnectReason, Relay, Store};
 
 use super::{random_key, start, Status};
 use crate::cli::RunArgs;
@@ -86,10 +86,21 @@ fn try_run(args: &RunArgs) -> Result<Status, Status> {
             Status::Ok
         }
         Exit::Refused(reason) => {
-            logging::fatal(format!(
-                "{reason}; check [relay] jid and password in {path} against the server's \
-                 component settings"
-            ));
+            let advice = match reason {
+                DisconnectReason::NotAuthorized => format!(
+                    "check [relay] password in {path} against the component secret in the \
+                     server's configuration"
+                ),
+                DisconnectReason::HostUnknown => format!(
+                    "check [relay] jid in {path} against the component domain in the server's \
+                     Component/listener configuration"
+                ),
+                _ => format!(
+                    "check [relay] jid and password in {path} against the server's component \
+                     settings"
+                ),
+            };
+            logging::fatal(format!("{reason}; {advice}"));
             Status::Refused
         }
     })

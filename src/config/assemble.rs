@@ -76,8 +76,7 @@ fn core_error(settings: &Settings, e: CoreError) -> ConfigError {
         CoreError::BadDomain(_) => ("relay", "jid"),
         CoreError::BadResource(_) => ("hash", "resource"),
         CoreError::EmptySecret => ("hash", "secret"),
-        CoreError::BadLimit("max_depth") => ("limits", "max_depth"),
-        CoreError::BadLimit(_) => ("limits", "max_stanza_bytes"),
+        CoreError::BadLimit { limit, .. } => ("limits", limit.name()),
     };
     ConfigError {
         path: settings.path().to_owned(),

@@ -5,7 +5,7 @@
 //! every error names the file, section and key.
 
 mod assemble;
-mod ini;
+mod document;
 pub mod secrets;
 mod value;
 
@@ -16,7 +16,7 @@ use axrelay_host::socks5::Proxy;
 use axrelay_proto::{IdentityMode, KeepaliveMode, Limits};
 
 pub use assemble::{relay_config, RelayPlan};
-pub use ini::Document;
+pub use document::Document;
 
 /// Where `-c` points by default.
 pub const DEFAULT_PATH: &str = "/etc/axrelay.conf";
@@ -297,7 +297,7 @@ impl Settings {
 
     /// Parse `text` as if read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigError> {
-        let doc = ini::parse(text).map_err(|e| ConfigError {
+        let doc = document::parse(text).map_err(|e| ConfigError {
             path: path.to_owned(),
             kind: ErrorKind::Syntax {
                 line: e.line,

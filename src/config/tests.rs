@@ -181,6 +181,26 @@ fn errors_name_file_section_and_key() {
 }
 
 #[test]
+fn each_small_limit_is_reported_under_its_own_key_with_its_minimum() {
+    for (from, to, expect) in [
+        (
+            "max_stanza_bytes = 100000",
+            "max_stanza_bytes = 4095",
+            "/etc/axrelay.conf: [limits] max_stanza_bytes: limit max_stanza_bytes is too small \
+             (at least 4096)",
+        ),
+        (
+            "max_depth        = 16",
+            "max_depth = 3",
+            "/etc/axrelay.conf: [limits] max_depth: limit max_depth is too small (at least 4)",
+        ),
+    ] {
+        let s = settings(&GOOD.replace(from, to));
+        assert_eq!(message(relay_config(&s, [0; 32], false)), expect);
+    }
+}
+
+#[test]
 fn unknown_sections_and_keys_are_warned_by_name() {
     let s = settings(&format!("{GOOD}\n[extra]\nx = 1\n[relay]\ncolour = blue\n"));
     let w = s.warnings().join("\n");

@@ -26,43 +26,89 @@ use std::time::{Duration, Instant};
 
 use axrelay_benches::proc_status::{self, TICKS_PER_SEC};
 use axrelay_proto::{MemoryStore, Pseudonymizer, Store};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, ValueEnum};
 
 use conn::{accept, Conn};
 use phases::{Load, Outcome, Pattern, RssSampler};
 use target::{Kind, Running, Setup};
 
-const HELP: &str = "\
-axrelay-load: load generator for axrelay (plays the XMPP server, loopback only)
+/// Load generator for axrelay (plays the XMPP server, loopback only).
+#[derive(Debug, Parser)]
+#[command(
+    name = "axrelay-load",
+    after_help = "Prints a summary and one `RESULT key=value ...` line. Exit status 0 when every \
+                  message arrived intact, exactly once, at the right user from the right \
+                  pseudonym; 1 otherwise; 2 for bad arguments.",
+    // As with the hand-written parser this replaces: a repeated option's
+    // last value wins, so scripts can append overrides.
+    args_override_self = true
+)]
+struct Cli {
+    /// Component under load
+    #[arg(long, value_enum, value_name = "TARGET", default_value_t = Kind::Smol)]
+    target: Kind,
+    /// Run `PATH run -c FILE` (the axrelay binary) as a child instead of the
+    /// relay in this process
+    #[arg(long, value_name = "PATH")]
+    exec: Option<PathBuf>,
+    /// Mapping store
+    #[arg(long, value_enum, value_name = "STORE", default_value_t = StoreKind::Memory)]
+    store: StoreKind,
+    /// memcached to use (a loopback address); implies --store memcached
+    #[arg(long, value_name = "HOST:PORT")]
+    memcached: Option<String>,
+    /// Start a private memcached on a free loopback port; implies --store
+    /// memcached
+    #[arg(long)]
+    spawn_memcached: bool,
+    /// Restart the relay after /whoami, so its cache is empty
+    #[arg(long)]
+    cold: bool,
+    /// Simulated users
+    #[arg(long, value_name = "U", default_value_t = 100)]
+    users: usize,
+    /// Users that send; message k goes from user k%S to user (k+1)%U
+    /// [default: U]
+    #[arg(long, value_name = "S")]
+    senders: Option<usize>,
+    /// Messages to relay
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    messages: u64,
+    /// Body size in bytes, at least 40
+    #[arg(long, value_name = "BYTES", default_value_t = 100)]
+    body: usize,
+    /// Messages per second [default: as fast as it takes]
+    #[arg(long, value_name = "R")]
+    rate: Option<f64>,
+    /// Most messages in flight
+    #[arg(long, value_name = "W", default_value_t = 4096)]
+    window: u64,
+    /// Bound on the whole run, in seconds
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    timeout: u64,
+    /// RSS sampling interval, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    rss_every: u64,
+    /// Tag for the RESULT line
+    #[arg(long, value_name = "TEXT")]
+    label: Option<String>,
+    /// In process: the relay's id-map capacity, for experiments [default: the
+    /// relay's own, 100000]
+    #[arg(long, value_name = "N")]
+    id_map_capacity: Option<usize>,
+}
 
-USAGE: axrelay-load [OPTIONS]
+/// Where the relay keeps its mappings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StoreKind {
+    /// In the relay's memory
+    Memory,
+    /// A memcached (--memcached or --spawn-memcached)
+    Memcached,
+}
 
-  --target smol|blocking|echo  component under load (default smol); echo is a
-                               trivial component that writes back what it reads
-                               (the rig's own ceiling)
-  --exec PATH                  run `PATH run -c FILE` (the axrelay binary) as a child
-                               instead of the relay in this process
-  --store memory|memcached     mapping store (default memory)
-  --memcached HOST:PORT        memcached to use (a loopback address)
-  --spawn-memcached            start a private memcached on a free loopback port
-  --cold                       restart the relay after /whoami, so its cache is empty
-  --users U                    simulated users (default 100)
-  --senders S                  users that send; message k goes from user k%S
-                               to user (k+1)%U (default U)
-  --messages N                 messages to relay (default 100000)
-  --body BYTES                 body size (default 100, at least 40)
-  --rate R                     messages per second (default: as fast as it takes)
-  --window W                   most messages in flight (default 4096)
-  --timeout SECS               bound on the whole run (default 300)
-  --rss-every MS               RSS sampling interval (default 250)
-  --label TEXT                 tag for the RESULT line
-  --id-map-capacity N          in process: the relay's id-map capacity (default: the
-                               relay's own, 100000), for experiments
-
-Prints a summary and one `RESULT key=value ...` line. Exit status 0 when every
-message arrived intact, exactly once, at the right user from the right
-pseudonym; 1 otherwise; 2 for bad arguments.
-";
-
+/// The run's settings, checked.
 #[derive(Debug, Clone)]
 struct Args {
     kind: Kind,
@@ -83,98 +129,62 @@ struct Args {
     id_map_capacity: Option<usize>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        kind: Kind::Smol,
-        exec: None,
-        memcached_store: false,
-        memcached: None,
-        spawn_memcached: false,
-        cold: false,
-        users: 100,
-        senders: None,
-        messages: 100_000,
-        body: 100,
-        rate: None,
-        window: 4096,
-        timeout: Duration::from_secs(300),
-        rss_every: Duration::from_millis(250),
-        label: String::new(),
-        id_map_capacity: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
-            v.parse()
-                .map_err(|_| format!("{flag}: '{v}' is not a valid number"))
+impl TryFrom<Cli> for Args {
+    type Error = String;
+
+    fn try_from(c: Cli) -> Result<Args, String> {
+        if c.users == 0 || c.messages == 0 || c.window == 0 {
+            return Err("--users, --messages and --window must be positive".into());
         }
-        match flag.as_str() {
-            "-h" | "--help" => return Err(String::new()),
-            "--target" => {
-                a.kind = match value("--target")?.as_str() {
-                    "smol" => Kind::Smol,
-                    "blocking" => Kind::Blocking,
-                    "echo" => Kind::Echo,
-                    other => return Err(format!("--target: unknown '{other}'")),
-                }
+        if c.senders.is_some_and(|s| s == 0 || s > c.users) {
+            return Err("--senders must be between 1 and --users".into());
+        }
+        if c.body < 40 {
+            return Err("--body must be at least 40 bytes (sequence number and timestamp)".into());
+        }
+        if c.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            return Err("--rate must be positive".into());
+        }
+        let memcached_store =
+            c.store == StoreKind::Memcached || c.memcached.is_some() || c.spawn_memcached;
+        if memcached_store && c.memcached.is_none() && !c.spawn_memcached {
+            return Err(
+                "--store memcached needs --memcached HOST:PORT or --spawn-memcached".into(),
+            );
+        }
+        if let Some(m) = &c.memcached {
+            let addr: SocketAddr = m
+                .parse()
+                .map_err(|_| format!("--memcached: '{m}' is not an IP:PORT"))?;
+            if !addr.ip().is_loopback() {
+                return Err("--memcached must be a loopback address".into());
             }
-            "--exec" => a.exec = Some(PathBuf::from(value("--exec")?)),
-            "--store" => {
-                a.memcached_store = match value("--store")?.as_str() {
-                    "memory" => false,
-                    "memcached" => true,
-                    other => return Err(format!("--store: unknown '{other}'")),
-                }
-            }
-            "--memcached" => a.memcached = Some(value("--memcached")?),
-            "--spawn-memcached" => a.spawn_memcached = true,
-            "--cold" => a.cold = true,
-            "--users" => a.users = num(&flag, value(&flag)?)?,
-            "--senders" => a.senders = Some(num(&flag, value(&flag)?)?),
-            "--messages" => a.messages = num(&flag, value(&flag)?)?,
-            "--body" => a.body = num(&flag, value(&flag)?)?,
-            "--rate" => a.rate = Some(num(&flag, value(&flag)?)?),
-            "--window" => a.window = num(&flag, value(&flag)?)?,
-            "--timeout" => a.timeout = Duration::from_secs(num(&flag, value(&flag)?)?),
-            "--rss-every" => a.rss_every = Duration::from_millis(num(&flag, value(&flag)?)?),
-            "--label" => a.label = value("--label")?,
-            "--id-map-capacity" => a.id_map_capacity = Some(num(&flag, value(&flag)?)?),
-            other => return Err(format!("unknown option '{other}' (see --help)")),
         }
-    }
-    if a.users == 0 || a.messages == 0 || a.window == 0 {
-        return Err("--users, --messages and --window must be positive".into());
-    }
-    if a.senders.is_some_and(|s| s == 0 || s > a.users) {
-        return Err("--senders must be between 1 and --users".into());
-    }
-    if a.body < 40 {
-        return Err("--body must be at least 40 bytes (sequence number and timestamp)".into());
-    }
-    if a.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-        return Err("--rate must be positive".into());
-    }
-    if a.memcached.is_some() || a.spawn_memcached {
-        a.memcached_store = true;
-    }
-    if a.memcached_store && a.memcached.is_none() && !a.spawn_memcached {
-        return Err("--store memcached needs --memcached HOST:PORT or --spawn-memcached".into());
-    }
-    if let Some(m) = &a.memcached {
-        let addr: SocketAddr = m
-            .parse()
-            .map_err(|_| format!("--memcached: '{m}' is not an IP:PORT"))?;
-        if !addr.ip().is_loopback() {
-            return Err("--memcached must be a loopback address".into());
+        if c.cold && c.exec.is_some() && !memcached_store {
+            return Err(
+                "--cold with --exec needs memcached (a restarted process loses a memory store)"
+                    .into(),
+            );
         }
+        Ok(Args {
+            kind: c.target,
+            exec: c.exec,
+            memcached_store,
+            memcached: c.memcached,
+            spawn_memcached: c.spawn_memcached,
+            cold: c.cold,
+            users: c.users,
+            senders: c.senders,
+            messages: c.messages,
+            body: c.body,
+            rate: c.rate,
+            window: c.window,
+            timeout: Duration::from_secs(c.timeout),
+            rss_every: Duration::from_millis(c.rss_every),
+            label: c.label.unwrap_or_default(),
+            id_map_capacity: c.id_map_capacity,
+        })
     }
-    if a.cold && a.exec.is_some() && !a.memcached_store {
-        return Err(
-            "--cold with --exec needs memcached (a restarted process loses a memory store)".into(),
-        );
-    }
-    Ok(a)
 }
 
 /// Random hex from the standard library's per-process hash keys.
@@ -536,17 +546,9 @@ impl Report {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) if e.is_empty() => {
-            print!("{HELP}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("axrelay-load: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    // Usage errors exit with status 2, as clap's own do.
+    let args = Args::try_from(Cli::parse())
+        .unwrap_or_else(|e| Cli::command().error(ErrorKind::ValueValidation, e).exit());
     match run(&args) {
         Ok(report) => {
             report.print();
@@ -601,6 +603,67 @@ mod tests {
         assert_eq!((o.ok, o.answered, o.missing()), (a.messages, a.messages, 0));
         assert_eq!(o.latency.count(), a.messages);
         r
+    }
+
+    fn parse(line: &str) -> Result<Args, String> {
+        let cli = Cli::try_parse_from(line.split_whitespace()).map_err(|e| e.to_string())?;
+        Args::try_from(cli)
+    }
+
+    #[test]
+    fn options_keep_their_names_defaults_and_meaning() {
+        Cli::command().debug_assert();
+        let a = parse("axrelay-load").unwrap();
+        assert_eq!(a.kind, Kind::Smol);
+        assert!(!a.memcached_store && !a.cold && a.exec.is_none());
+        assert_eq!(
+            (a.users, a.senders, a.messages, a.body),
+            (100, None, 100_000, 100)
+        );
+        assert_eq!((a.rate, a.window, a.id_map_capacity), (None, 4096, None));
+        assert_eq!(a.timeout, Duration::from_secs(300));
+        assert_eq!(a.rss_every, Duration::from_millis(250));
+        assert_eq!(a.label, "");
+        // Command lines of benches/run-load.sh and docs/PERFORMANCE.md.
+        let a = parse(
+            "axrelay-load --label memcached-cold-blocking --target blocking --spawn-memcached \
+             --cold --users 20000 --senders 100 --messages 20000",
+        )
+        .unwrap();
+        assert_eq!(a.kind, Kind::Blocking);
+        assert!(a.memcached_store && a.spawn_memcached && a.cold);
+        assert_eq!((a.users, a.senders, a.messages), (20000, Some(100), 20000));
+        assert_eq!(a.label, "memcached-cold-blocking");
+        let a = parse(
+            "axrelay-load --label soak-smol --target smol --exec target/release/axrelay \
+             --messages 200000 --rss-every 500",
+        )
+        .unwrap();
+        assert_eq!(a.exec, Some(PathBuf::from("target/release/axrelay")));
+        assert_eq!(a.rss_every, Duration::from_millis(500));
+        let a = parse("axrelay-load --target echo --rate 20000 --body 1000 --timeout 9").unwrap();
+        assert_eq!((a.kind, a.rate, a.body), (Kind::Echo, Some(20000.0), 1000));
+        assert_eq!(a.timeout, Duration::from_secs(9));
+        let a = parse("axrelay-load --id-map-capacity 1000 --window 8 --memcached 127.0.0.1:1")
+            .unwrap();
+        assert_eq!((a.id_map_capacity, a.window), (Some(1000), 8));
+        assert!(a.memcached_store);
+        // The last of a repeated option wins.
+        assert_eq!(parse("axrelay-load --users 5 --users 7").unwrap().users, 7);
+        for bad in [
+            "axrelay-load --target tokio",
+            "axrelay-load --users x",
+            "axrelay-load --users 0",
+            "axrelay-load --users 5 --senders 6",
+            "axrelay-load --body 39",
+            "axrelay-load --rate 0",
+            "axrelay-load --store memcached",
+            "axrelay-load --memcached 10.0.0.1:11211",
+            "axrelay-load --cold --exec x",
+            "axrelay-load --bogus",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -16,10 +16,13 @@ use axrelay_host::{Exit, Options};
 use axrelay_proto::{Config, Relay, Store};
 
 /// Which component answers the generator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
+    /// The relay on the smol runtime
     Smol,
+    /// The relay on the blocking runtime
     Blocking,
+    /// A trivial component that writes back what it reads (the rig's own ceiling)
     Echo,
 }
 
