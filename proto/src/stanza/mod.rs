@@ -12,7 +12,7 @@
 
 mod apply;
 mod decide;
-mod verdict;
+pub(crate) mod verdict;
 mod wait;
 
 use std::time::Instant;
