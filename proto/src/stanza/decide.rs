@@ -47,7 +47,7 @@ const CONDITIONS: [&str; 22] = [
 ];
 
 impl Relay {
-    /// What to do with a stanza in the stanza namespace that has a `from`,
+    /// What to do with a stanza (its namespace checked by `handle_stanza`),
     /// given what the store answered for it so far (`res`).
     pub(crate) fn decide<'a>(
         &self,

@@ -1,7 +1,8 @@
 //! The stanza path (SPEC §5): what the relay does with each stanza it
 //! receives while online. These modules are the second half of
 //! `impl Relay`; `relay.rs`, the connection, is the first, and calls in
-//! here only through [`Relay::handle_stanza`], `settle` and `reply_error`.
+//! here only through `handle_stanza` (below), `settle_outcome` and
+//! `settle` (store answers, `wait.rs`) and `reply_error` (`apply.rs`).
 //! Read them in this order:
 //!
 //! 1. this file: the entry, and the per-sender order;

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::action::{Action, OpId, StoreOutcome};
 use crate::element::Element;
-use crate::pending::{Job, Need, OpKind, Served, Settled};
+use crate::pending::{Job, Need, OpKind, Resolution, Served, Settled};
 use crate::relay::{Known, Relay};
 
 use super::verdict::Verdict;
@@ -27,7 +27,7 @@ impl Relay {
     /// A stanza from a sender with stanzas waiting: it queues behind them,
     /// its operations issued now so that they are under way by its turn.
     pub(super) fn enqueue(&mut self, el: Element, sender: &str, now: Instant) {
-        let verdict = self.decide(Incoming::new(&el), &Default::default(), now);
+        let verdict = self.decide(Incoming::new(&el), &Resolution::default(), now);
         self.remember(&verdict);
         let needs = match verdict {
             Verdict::Wait(w) => w.needs,
