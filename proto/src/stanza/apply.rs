@@ -46,20 +46,7 @@ impl Relay {
                 self.relay_message(st, &r);
             }
             Verdict::Bounce(b) => self.send_bounce(&b),
-            Verdict::Presence { to, local, answer } => {
-                let resource = self.cfg.resource.clone();
-                let available = Some(resource.as_str());
-                match answer {
-                    PresenceAnswer::Subscribed => {
-                        self.send_presence(to, local, None, Some("subscribed"));
-                        self.send_presence(to, local, available, None);
-                    }
-                    PresenceAnswer::Unsubscribed => {
-                        self.send_presence(to, local, None, Some("unsubscribed"))
-                    }
-                    PresenceAnswer::Available => self.send_presence(to, local, available, None),
-                }
-            }
+            Verdict::Presence { to, local, answer } => self.presence_answer(to, local, answer),
             Verdict::Iq { from, to, answer } => self.iq_answer(st.head, &from, &to, answer),
             Verdict::Wait(w) => return Err(w.needs),
         }
@@ -233,6 +220,23 @@ impl Relay {
         match s.finish() {
             Ok(_) => self.stats.bounced += 1,
             Err(_) => self.stats.dropped += 1,
+        }
+    }
+
+    fn presence_answer(&mut self, to: &str, local: Option<&str>, answer: PresenceAnswer) {
+        match answer {
+            PresenceAnswer::Subscribed => {
+                self.send_presence(to, local, None, Some("subscribed"));
+                let resource = self.cfg.resource.clone();
+                self.send_presence(to, local, Some(&resource), None);
+            }
+            PresenceAnswer::Unsubscribed => {
+                self.send_presence(to, local, None, Some("unsubscribed"))
+            }
+            PresenceAnswer::Available => {
+                let resource = self.cfg.resource.clone();
+                self.send_presence(to, local, Some(&resource), None);
+            }
         }
     }
 
