@@ -214,8 +214,7 @@ impl<K: Hash + Eq, V, S: BuildHasher + Copy> GenMap<K, V, S> {
     }
 
     /// The entry and where it is, without promoting it: for deciding what
-    /// to do with a stanza before anything changes. [`GenMap::touch`] with
-    /// the generation found does what `get` would have done.
+    /// to do with a stanza before anything changes.
     pub(crate) fn peek<Q>(&self, k: &Q) -> Option<(&V, Gen)>
     where
         K: Borrow<Q>,
@@ -227,21 +226,11 @@ impl<K: Hash + Eq, V, S: BuildHasher + Copy> GenMap<K, V, S> {
         self.old.get(k).map(|v| (v, Gen::Old))
     }
 
-    /// Promote an entry [`GenMap::peek`] found in the old generation. If a
-    /// rotation retired it since, it is gone, as if evicted.
-    pub(crate) fn touch<Q>(&mut self, k: &Q, gen: Gen)
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        if gen == Gen::Old {
-            self.promote(k);
-        }
-    }
-
     /// Move `k`'s entry from the old generation to the young one; whether
-    /// there was one.
-    fn promote<Q>(&mut self, k: &Q) -> bool
+    /// there was one. After a [`GenMap::peek`] that found it old, this does
+    /// what `get` would have done; if a rotation retired it since, it is
+    /// gone, as if evicted.
+    pub(crate) fn promote<Q>(&mut self, k: &Q) -> bool
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -333,7 +322,7 @@ mod tests {
     }
 
     #[test]
-    fn peek_moves_nothing_and_touch_promotes() {
+    fn peek_moves_nothing_and_promote_does() {
         let mut m = GenMap::new(4, Keyed::new(&[1; 32], 0));
         for i in 0..4u32 {
             m.insert(i, i);
@@ -343,8 +332,9 @@ mod tests {
         assert_eq!(m.peek(&3), Some((&3, Gen::Young)));
         assert_eq!(m.peek(&9), None);
         assert!(!m.young.contains_key(&0));
-        m.touch(&3, Gen::Young);
-        m.touch(&0, Gen::Old);
+        // Only an old entry moves.
+        assert!(!m.promote(&3));
+        assert!(m.promote(&0));
         assert_eq!(m.peek(&0), Some((&0, Gen::Young)));
     }
 

@@ -176,8 +176,8 @@ impl IdMap {
 
     /// Keep the message relayed under `fresh` as recently used.
     pub(crate) fn touch(&mut self, fresh: &str, gen: Gen) {
-        if let Some(raw) = FreshId::parse(fresh) {
-            self.by_fresh.touch(&raw, gen);
+        if let (Gen::Old, Some(raw)) = (gen, FreshId::parse(fresh)) {
+            self.by_fresh.promote(&raw);
         }
     }
 

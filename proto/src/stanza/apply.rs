@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use crate::cache::Gen;
 use crate::element::{Element, Head};
 use crate::filter::{self, Allowed, RefKind};
 use crate::idmap::{Origin, Sent};
@@ -30,25 +31,31 @@ impl Relay {
         now: Instant,
     ) -> Result<(), Vec<Need>> {
         self.remember(&verdict);
-        match verdict {
+        // Moved out only here: the other verdicts are read in place, which
+        // spares the relay path a copy of its verdict.
+        if let Verdict::Wait(w) = verdict {
+            return Err(w.needs);
+        }
+        match &verdict {
             Verdict::Drop(why) => {
                 log::trace!("dropped a stanza: {why:?}");
                 self.stats.dropped += 1;
             }
             Verdict::Consume => {}
             Verdict::Error { etype, cond } => self.reply_error(st.el, etype, cond),
-            Verdict::Help { to } => self.bot_reply(st.head, &to, HELP),
-            Verdict::Whoami { to, sender } => self.whoami(st.head, &to, &sender, now),
+            Verdict::Help { to } => self.bot_reply(st.head, to, HELP),
+            Verdict::Whoami { to, sender } => self.whoami(st.head, to, sender, now),
             Verdict::Relay(r) => {
                 if r.sender.write == WriteState::Refresh {
                     self.write_behind(&r.sender, now);
                 }
-                self.relay_message(st, &r);
+                self.relay_message(st, r);
             }
-            Verdict::Bounce(b) => self.send_bounce(&b),
-            Verdict::Presence { to, local, answer } => self.presence_answer(to, local, answer),
-            Verdict::Iq { from, to, answer } => self.iq_answer(st.head, &from, &to, answer),
-            Verdict::Wait(w) => return Err(w.needs),
+            Verdict::Bounce(b) => self.send_bounce(b),
+            Verdict::Presence { to, local, answer } => self.presence_answer(to, *local, *answer),
+            Verdict::Iq { from, to, answer } => self.iq_answer(st.head, from, to, *answer),
+            // Returned above.
+            Verdict::Wait(_) => {}
         }
         Ok(())
     }
@@ -61,14 +68,17 @@ impl Relay {
             Verdict::Whoami { sender, .. } => self.remember_sender(sender),
             Verdict::Relay(r) => {
                 self.stats.cache_hits += 1;
-                self.known
-                    .touch(r.recipient_local.as_str(), r.recipient_known);
+                if r.recipient_known == Gen::Old {
+                    self.known.promote(r.recipient_local.as_str());
+                }
                 self.remember_sender(&r.sender);
             }
             Verdict::Wait(w) => {
                 if let Some((local, gen)) = w.recipient_known {
                     self.stats.cache_hits += 1;
-                    self.known.touch(local, gen);
+                    if gen == Gen::Old {
+                        self.known.promote(local);
+                    }
                 }
                 self.remember_sender(&w.sender);
             }
@@ -78,13 +88,17 @@ impl Relay {
 
     fn remember_sender(&mut self, sender: &Sender<'_>) {
         match sender.cached {
-            Some(gen) => self.forward.touch(sender.identity, gen),
+            Some(Gen::Young) => {}
+            Some(Gen::Old) => {
+                self.forward.promote(sender.identity);
+            }
             None => self
                 .forward
                 .insert(sender.identity.to_owned(), sender.local),
         }
-        if let Some(gen) = sender.known {
-            self.known.touch(sender.local.as_str(), gen);
+        // Only here is the localpart's text needed (`as_str` checks it).
+        if sender.known == Some(Gen::Old) {
+            self.known.promote(sender.local.as_str());
         }
     }
 
