@@ -14,13 +14,13 @@ use crate::relay::{Known, Relay};
 use super::verdict::Verdict;
 use super::Incoming;
 
-/// How often a job may go back for more operations. It goes back only when
-/// what the store brought in is gone again by the time the job runs (a
-/// cache smaller than what is waiting at once), or when it queued behind
-/// its sender's earlier stanzas and a mapping expired meanwhile; one more
-/// round is usually enough. The bound keeps a job from cycling while the
-/// cache cannot hold its mappings: after it, the job is answered as if the
-/// store had failed.
+/// How often a job may go back for more operations. It goes back when a
+/// mapping it needs is missing again by its turn: evicted from a cache
+/// smaller than what is waiting at once, or due for renewal under `ttl`
+/// while it waited behind its sender's earlier stanzas. A few rounds get
+/// past an unlucky eviction; without a bound the job could cycle for as
+/// long as the cache cannot hold its mappings. Past it, the job is answered
+/// as if the store had failed.
 const MAX_ROUNDS: u8 = 3;
 
 impl Relay {
