@@ -88,6 +88,14 @@ impl BuildHasher for Prehashed {
     }
 }
 
+/// Which generation a [`GenMap::peek`] found an entry in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gen {
+    Young,
+    /// To be promoted on use, or it goes at the next rotation.
+    Old,
+}
+
 /// The two-generation bounded map.
 pub(crate) struct GenMap<K, V, S = Keyed> {
     young: HashMap<K, V, S>,
@@ -189,7 +197,8 @@ impl<K: Hash + Eq, V, S: BuildHasher + Copy> GenMap<K, V, S> {
     /// `f` of the entry, as `get` would find it, with one lookup when it is
     /// young: `get` has to look twice, because a reference it returns from
     /// the first lookup would keep the map borrowed on the way to the
-    /// promotion.
+    /// promotion. The relay itself reads with `peek` and `touch`.
+    #[cfg(test)]
     pub(crate) fn with<Q, R>(&mut self, k: &Q, f: impl FnOnce(&mut V) -> R) -> Option<R>
     where
         K: Borrow<Q>,
@@ -204,9 +213,24 @@ impl<K: Hash + Eq, V, S: BuildHasher + Copy> GenMap<K, V, S> {
         self.young.get_mut(k).map(f)
     }
 
+    /// The entry and where it is, without promoting it: for deciding what
+    /// to do with a stanza before anything changes.
+    pub(crate) fn peek<Q>(&self, k: &Q) -> Option<(&V, Gen)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if let Some(v) = self.young.get(k) {
+            return Some((v, Gen::Young));
+        }
+        self.old.get(k).map(|v| (v, Gen::Old))
+    }
+
     /// Move `k`'s entry from the old generation to the young one; whether
-    /// there was one.
-    fn promote<Q>(&mut self, k: &Q) -> bool
+    /// there was one. After a [`GenMap::peek`] that found it old, this does
+    /// what `get` would have done; if a rotation retired it since, it is
+    /// gone, as if evicted.
+    pub(crate) fn promote<Q>(&mut self, k: &Q) -> bool
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -295,6 +319,23 @@ mod tests {
         assert_eq!(m.with(&700, |v| *v), Some(700));
         assert!(m.young.contains_key(&700));
         assert_eq!(m.get(&1001).copied(), Some(1001));
+    }
+
+    #[test]
+    fn peek_moves_nothing_and_promote_does() {
+        let mut m = GenMap::new(4, Keyed::new(&[1; 32], 0));
+        for i in 0..4u32 {
+            m.insert(i, i);
+        }
+        // 0 and 1 are old, 2 and 3 young.
+        assert_eq!(m.peek(&0), Some((&0, Gen::Old)));
+        assert_eq!(m.peek(&3), Some((&3, Gen::Young)));
+        assert_eq!(m.peek(&9), None);
+        assert!(!m.young.contains_key(&0));
+        // Only an old entry moves.
+        assert!(!m.promote(&3));
+        assert!(m.promote(&0));
+        assert_eq!(m.peek(&0), Some((&0, Gen::Young)));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::hash::BuildHasher;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::cache::{GenMap, Keyed, Prehashed};
+use crate::cache::{Gen, GenMap, Keyed, Prehashed};
 use crate::pseudonym::Local;
 
 /// What the relay remembers about one relayed message.
@@ -168,7 +168,21 @@ impl IdMap {
         self.by_fresh.insert(fresh.raw, sent);
     }
 
+    /// The message relayed under `fresh`, and where the map holds it, for
+    /// [`IdMap::touch`] once the stanza naming it is handled.
+    pub(crate) fn peek(&self, fresh: &str) -> Option<(&Sent, Gen)> {
+        self.by_fresh.peek(&FreshId::parse(fresh)?)
+    }
+
+    /// Keep the message relayed under `fresh` as recently used.
+    pub(crate) fn touch(&mut self, fresh: &str, gen: Gen) {
+        if let (Gen::Old, Some(raw)) = (gen, FreshId::parse(fresh)) {
+            self.by_fresh.promote(&raw);
+        }
+    }
+
     /// The message relayed under `fresh`.
+    #[cfg(test)]
     pub(crate) fn sent(&mut self, fresh: &str) -> Option<&Sent> {
         self.by_fresh.get(&FreshId::parse(fresh)?).map(|s| &*s)
     }

@@ -22,13 +22,34 @@ pub(crate) enum Need {
     Write(String, String),
 }
 
+/// How one store operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// Answered: a write stored, a lookup found a verified mapping.
+    Answered,
+    /// A lookup found nothing usable (nothing, or an entry that failed
+    /// verification).
+    Absent,
+    /// Failed or timed out.
+    Failed,
+}
+
+/// Whether the store has served a job so far.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Served {
+    /// Every operation it waited on was answered (or it waited on none).
+    #[default]
+    Answered,
+    /// One failed or timed out: the job is answered with an error.
+    Failed,
+}
+
 /// What became of a job's operations.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Resolution {
     /// Localparts the store does not know (or whose entry failed verification).
     pub(crate) absent: Vec<String>,
-    /// An operation failed or timed out.
-    pub(crate) failed: bool,
+    pub(crate) served: Served,
     /// How often the job went back for more operations.
     pub(crate) rounds: u8,
 }
@@ -243,16 +264,10 @@ impl Pending {
         }
     }
 
-    /// An operation finished: take it and tell its waiting jobs. `absent`
-    /// marks a lookup that found nothing usable; `failed` a failure. Returns
-    /// the operation and the senders to advance, or `None` for an unknown
-    /// (late or duplicate) answer.
-    pub(crate) fn complete(
-        &mut self,
-        op: OpId,
-        absent: bool,
-        failed: bool,
-    ) -> Option<(OpKind, Vec<String>)> {
+    /// An operation finished: take it and tell its waiting jobs how.
+    /// Returns the operation and the senders to advance, or `None` for an
+    /// unknown (late or duplicate) answer.
+    pub(crate) fn complete(&mut self, op: OpId, settled: Settled) -> Option<(OpKind, Vec<String>)> {
         let o = self.ops.remove(&op)?;
         if o.behind {
             self.behind -= 1;
@@ -275,13 +290,10 @@ impl Pending {
             };
             for job in q.iter_mut().filter(|j| j.waits.contains(&op)) {
                 job.waits.retain(|w| *w != op);
-                if failed {
-                    job.res.failed = true;
-                }
-                if absent {
-                    if let OpKind::Get { local } = &o.kind {
-                        job.res.absent.push(local.clone());
-                    }
+                match (settled, &o.kind) {
+                    (Settled::Failed, _) => job.res.served = Served::Failed,
+                    (Settled::Absent, OpKind::Get { local }) => job.res.absent.push(local.clone()),
+                    _ => {}
                 }
             }
         }
@@ -364,16 +376,16 @@ mod tests {
             .collect();
         assert_eq!(p.next_deadline(), Some(at(0)));
         // Finishing a later one leaves the oldest in front.
-        p.complete(ops[1], false, false);
+        p.complete(ops[1], Settled::Answered);
         assert_eq!(p.next_deadline(), Some(at(0)));
         // Finishing the oldest skips the finished one behind it.
-        p.complete(ops[0], false, false);
+        p.complete(ops[0], Settled::Answered);
         assert_eq!(p.next_deadline(), Some(at(2)));
         assert_eq!(p.deadlines.len(), 1);
         assert_eq!(p.expired(at(2)), vec![ops[2]]);
-        p.complete(ops[2], false, true);
+        p.complete(ops[2], Settled::Failed);
         assert_eq!(p.next_deadline(), None);
         // A late answer to a finished operation changes nothing.
-        assert!(p.complete(ops[0], false, false).is_none());
+        assert!(p.complete(ops[0], Settled::Answered).is_none());
     }
 }

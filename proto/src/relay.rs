@@ -1,4 +1,5 @@
-//! The connection state machine and the public API.
+//! The connection state machine and the public API: the first half of
+//! `impl Relay`; the stanza path, the second, is in `stanza/`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use crate::element::Element;
 use crate::framer::{Frame, FrameError, Framer};
 use crate::idmap::IdMap;
 use crate::ns;
-use crate::pending::{OpKind, Pending};
+use crate::pending::{Pending, Settled};
 use crate::pseudonym::{Local, Pseudonymizer};
 use crate::seal::StoreCodec;
 use crate::stats::Stats;
@@ -188,7 +189,7 @@ impl Relay {
     pub fn handle_timeout(&mut self, now: Instant) {
         for op in self.pending.expired(now) {
             self.stats.store_errors += 1;
-            self.finish_op(op, false, true, now);
+            self.settle(op, Settled::Failed, now);
         }
         match self.state {
             State::Idle => {}
@@ -242,52 +243,8 @@ impl Relay {
     /// The outcome of an [`Action::Get`] or [`Action::Put`]; unknown or late
     /// answers are ignored.
     pub fn handle_store(&mut self, op: OpId, outcome: StoreOutcome, now: Instant) {
-        let (absent, failed) = match outcome {
-            StoreOutcome::Failed(_) => {
-                self.stats.store_errors += 1;
-                (false, true)
-            }
-            StoreOutcome::Stored => {
-                if let Some(OpKind::Put { local, identity }) = self.pending.kind(op) {
-                    let (local, identity) = (local.clone(), Arc::from(identity.as_str()));
-                    self.known.insert(
-                        local,
-                        Known {
-                            identity,
-                            written: Some((now, self.store_failures)),
-                        },
-                    );
-                }
-                (false, false)
-            }
-            StoreOutcome::Found(value) => match (self.pending.kind(op), value) {
-                (Some(OpKind::Get { local }), Some(v)) => {
-                    let local = local.clone();
-                    match self.codec.open(&local, &self.cfg.domain, &v) {
-                        Some(identity) if self.pseudo.verify(&local, &identity) => {
-                            if self.known.get(&local).is_none() {
-                                self.known.insert(
-                                    local,
-                                    Known {
-                                        identity: Arc::from(identity),
-                                        written: None,
-                                    },
-                                );
-                            }
-                            (false, false)
-                        }
-                        _ => {
-                            // Tampered, sealed under another key, or pointing
-                            // at someone the pseudonym is not a MAC of.
-                            self.stats.poisoned += 1;
-                            (true, false)
-                        }
-                    }
-                }
-                _ => (true, false),
-            },
-        };
-        self.finish_op(op, absent, failed, now);
+        let settled = self.settle_outcome(op, outcome, now);
+        self.settle(op, settled, now);
         if matches!(self.state, State::Draining { .. }) && self.pending.is_empty() {
             self.begin_close(now);
         }
@@ -492,17 +449,5 @@ impl Relay {
         self.pending.clear();
         self.state = State::Idle;
         self.actions.push_back(Action::Disconnect(reason));
-    }
-
-    /// Settle an operation and advance the senders waiting on it.
-    fn finish_op(&mut self, op: OpId, absent: bool, failed: bool, now: Instant) {
-        if failed {
-            self.store_failures += 1;
-        }
-        if let Some((_, senders)) = self.pending.complete(op, absent, failed) {
-            for s in senders {
-                self.advance(&s, now);
-            }
-        }
     }
 }

@@ -5,6 +5,7 @@ mod hostile;
 mod props;
 mod stanzas;
 mod stream;
+mod verdicts;
 
 /// The instant the tests count from. The core never reads a clock: every
 /// test hands it times as offsets from this one, and `Instant` has no way to

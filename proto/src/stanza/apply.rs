@@ -1,0 +1,341 @@
+//! Carrying a verdict out: the writes, counters, id records, writes behind
+//! and cache updates that `decide.rs` only names. Part of `impl Relay`.
+
+use std::time::Instant;
+
+use crate::cache::Gen;
+use crate::element::{Element, Head};
+use crate::filter::{self, Allowed, RefKind};
+use crate::idmap::{Origin, Sent};
+use crate::jid::Jid;
+use crate::ns;
+use crate::pending::Need;
+use crate::relay::Relay;
+
+use super::verdict::{Bounce, IqAnswer, PresenceAnswer, Relayed, Sender, Verdict, WriteState};
+use super::{kept_type, Incoming};
+
+const HELP: &str = "This is a pseudonymous relay.\n\
+/whoami - tells you your pseudonym. Give it to people instead of your address.\n\
+Write to someone's pseudonym to talk to them under yours; neither of you sees the other's address.\n\
+What you type is passed on as it is: do not type what you want to keep private.";
+
+impl Relay {
+    /// Carry out `verdict` for the stanza it was reached for. A
+    /// [`Verdict::Wait`] comes back as its needs: the caller queues the
+    /// stanza.
+    pub(crate) fn apply(
+        &mut self,
+        st: Incoming<'_>,
+        verdict: Verdict<'_>,
+        now: Instant,
+    ) -> Result<(), Vec<Need>> {
+        self.remember(&verdict);
+        // Moved out only here: the other verdicts are read in place, which
+        // spares the relay path a copy of its verdict.
+        if let Verdict::Wait(w) = verdict {
+            return Err(w.needs);
+        }
+        match &verdict {
+            Verdict::Drop(why) => {
+                log::trace!("dropped a stanza: {why:?}");
+                self.stats.dropped += 1;
+            }
+            Verdict::Consume => {}
+            Verdict::Error { etype, cond } => self.reply_error(st.el, etype, cond),
+            Verdict::Help { to } => self.bot_reply(st.head, to, HELP),
+            Verdict::Whoami { to, sender } => self.whoami(st.head, to, sender, now),
+            Verdict::Relay(r) => {
+                if r.sender.write == WriteState::Refresh {
+                    self.write_behind(&r.sender, now);
+                }
+                self.relay_message(st, r);
+            }
+            Verdict::Bounce(b) => self.send_bounce(b),
+            Verdict::Presence { to, local, answer } => self.presence_answer(to, *local, *answer),
+            Verdict::Iq { from, to, answer } => self.iq_answer(st.head, from, to, *answer),
+            // Returned above.
+            Verdict::Wait(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Record what deciding read from the caches: a computed pseudonym is
+    /// cached, old-generation hits are promoted, recipient hits counted.
+    /// Also for a stanza that queues behind its sender's earlier ones.
+    pub(crate) fn remember(&mut self, verdict: &Verdict<'_>) {
+        match verdict {
+            Verdict::Whoami { sender, .. } => self.remember_sender(sender),
+            Verdict::Relay(r) => {
+                self.stats.cache_hits += 1;
+                if r.recipient_known == Gen::Old {
+                    self.known.promote(r.recipient_local.as_str());
+                }
+                self.remember_sender(&r.sender);
+            }
+            Verdict::Wait(w) => {
+                if let Some((local, gen)) = w.recipient_known {
+                    self.stats.cache_hits += 1;
+                    if gen == Gen::Old {
+                        self.known.promote(local);
+                    }
+                }
+                self.remember_sender(&w.sender);
+            }
+            _ => {}
+        }
+    }
+
+    fn remember_sender(&mut self, sender: &Sender<'_>) {
+        match sender.cached {
+            Some(Gen::Young) => {}
+            Some(Gen::Old) => {
+                self.forward.promote(sender.identity);
+            }
+            None => self
+                .forward
+                .insert(sender.identity.to_owned(), sender.local),
+        }
+        // Only here is the localpart's text needed (`as_str` checks it).
+        if sender.known == Some(Gen::Old) {
+            self.known.promote(sender.local.as_str());
+        }
+    }
+
+    /// Write the sender's mapping again without holding anything up: it was
+    /// written once, but the store has failed since and may have lost it.
+    /// Used while the store is down, this fails too, and the next use tries
+    /// again; so does a use while `max_pending` such writes are in flight,
+    /// which keeps a slow store from collecting one per known sender.
+    fn write_behind(&mut self, sender: &Sender<'_>, now: Instant) {
+        let deadline = now + self.cfg.store_timeout;
+        let limit = self.cfg.max_pending;
+        let behind = self
+            .pending
+            .op_behind(&sender.local, sender.identity, deadline, limit);
+        if let Some((op, need)) = behind {
+            self.emit(&need, op);
+        }
+    }
+
+    fn whoami(&mut self, head: Head<'_>, to: &Jid<'_>, sender: &Sender<'_>, now: Instant) {
+        if sender.write == WriteState::Refresh {
+            self.write_behind(sender, now);
+        }
+        self.stats.whoami += 1;
+        let local = sender.local;
+        if self.cfg.log_sensitive {
+            log::debug!("whoami: {} is {local}@{}", to.full(), self.cfg.domain);
+        }
+        let reply = format!("{local}@{}", self.cfg.domain);
+        self.bot_reply(head, to, &reply);
+    }
+
+    fn bot_reply(&mut self, head: Head<'_>, to: &Jid<'_>, body: &str) {
+        let id = self.ids.fresh();
+        let mut s = self.writer.stanza(&mut self.out, "message");
+        s.to(to.full())
+            .from(None, Some(&self.cfg.resource))
+            .attr("id", &id);
+        if let Some(t) = kept_type(head) {
+            s.attr("type", t);
+        }
+        s.child("body", None).text(body);
+        if s.finish().is_err() {
+            self.stats.rejected += 1;
+        }
+    }
+
+    /// The message rebuilt from the allow-list (SPEC §5), under a fresh id,
+    /// from the sender's pseudonym. What survives the filter is known only
+    /// while writing: references are translated (and marked as passed) as
+    /// they come.
+    fn relay_message(&mut self, st: Incoming<'_>, r: &Relayed<'_>) {
+        let Incoming { el, head } = st;
+        let (sender_local, recipient_local) = (r.sender.local, r.recipient_local);
+        let fresh = self.ids.fresh();
+        let ids = &mut self.ids;
+        let items = filter::allowed(el, |k, id| match k {
+            RefKind::Received(bit) => ids.back(id, &sender_local, &recipient_local, bit),
+            RefKind::Own => ids.forward(id, &sender_local, &recipient_local),
+        });
+        let mut s = self.writer.stanza(&mut self.out, "message");
+        s.to(&r.recipient)
+            .from(Some(sender_local.as_str()), Some(&self.cfg.resource))
+            .attr("id", &fresh);
+        if let Some(t) = kept_type(head) {
+            s.attr("type", t);
+        }
+        let mut empty = true;
+        for item in items {
+            empty = false;
+            match item {
+                Allowed::Text { name, lang, text } => {
+                    s.child(name, None);
+                    if let Some(l) = lang {
+                        s.attr("xml:lang", l);
+                    }
+                    s.text(&text).end();
+                }
+                Allowed::Empty { name, ns } => {
+                    s.child(name, Some(ns)).end();
+                }
+                Allowed::Ref { name, ns, id } => {
+                    s.child(name, Some(ns)).attr("id", &id).end();
+                }
+            }
+        }
+        if empty {
+            // Nothing the recipient may see: not relayed at all.
+            s.abandon();
+            self.stats.dropped += 1;
+            return;
+        }
+        if s.finish().is_err() {
+            self.reply_error(el, "modify", "not-acceptable");
+            return;
+        }
+        if self.cfg.log_sensitive {
+            log::debug!(
+                "relayed {} -> {} as {sender_local}",
+                r.from.full(),
+                r.recipient
+            );
+        }
+        self.stats.relayed += 1;
+        self.ids.record(
+            fresh,
+            Sent {
+                origin: Origin::new(r.from.full(), head.id),
+                sender_local,
+                recipient_local,
+                acked: 0,
+            },
+        );
+    }
+
+    /// The delivery error, back to the original sender from the bouncing
+    /// user's pseudonym.
+    fn send_bounce(&mut self, b: &Bounce<'_>) {
+        self.ids.touch(b.fresh, b.held);
+        let sent = &b.sent;
+        let mut s = self.writer.stanza(&mut self.out, "message");
+        s.to(sent.origin.sender_full())
+            .from(
+                Some(sent.recipient_local.as_str()),
+                Some(&self.cfg.resource),
+            )
+            .attr("type", "error");
+        if let Some(id) = sent.origin.orig_id() {
+            s.attr("id", id);
+        }
+        s.child("error", None).attr("type", b.etype);
+        s.child(b.cond, Some(ns::STANZA_ERRORS));
+        match s.finish() {
+            Ok(_) => self.stats.bounced += 1,
+            Err(_) => self.stats.dropped += 1,
+        }
+    }
+
+    fn presence_answer(&mut self, to: &str, local: Option<&str>, answer: PresenceAnswer) {
+        match answer {
+            PresenceAnswer::Subscribed => {
+                self.send_presence(to, local, None, Some("subscribed"));
+                let resource = self.cfg.resource.clone();
+                self.send_presence(to, local, Some(&resource), None);
+            }
+            PresenceAnswer::Unsubscribed => {
+                self.send_presence(to, local, None, Some("unsubscribed"))
+            }
+            PresenceAnswer::Available => {
+                let resource = self.cfg.resource.clone();
+                self.send_presence(to, local, Some(&resource), None);
+            }
+        }
+    }
+
+    /// Synthesised presence: no show, status, caps, avatar, idle or delay.
+    fn send_presence(
+        &mut self,
+        to: &str,
+        local: Option<&str>,
+        resource: Option<&str>,
+        kind: Option<&str>,
+    ) {
+        let mut s = self.writer.stanza(&mut self.out, "presence");
+        s.to(to).from(local, resource);
+        if let Some(k) = kind {
+            s.attr("type", k);
+        }
+        if s.finish().is_err() {
+            self.stats.rejected += 1;
+        }
+    }
+
+    fn iq_answer(&mut self, head: Head<'_>, from: &Jid<'_>, to: &Jid<'_>, answer: IqAnswer) {
+        let mut s = self.writer.stanza(&mut self.out, "iq");
+        s.to(from.full())
+            .from(to.local(), to.resource())
+            .attr("type", "result");
+        if let Some(id) = head.id {
+            s.attr("id", id);
+        }
+        match answer {
+            IqAnswer::DiscoInfo => {
+                s.child("query", Some(ns::DISCO_INFO));
+                s.child("identity", None)
+                    .attr("category", "component")
+                    .attr("type", "generic")
+                    .attr("name", "Pseudonymous relay")
+                    .end();
+                for feature in [ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING] {
+                    s.child("feature", None).attr("var", feature).end();
+                }
+                s.end();
+            }
+            IqAnswer::DiscoItems => {
+                s.child("query", Some(ns::DISCO_ITEMS)).end();
+            }
+            IqAnswer::Pong => {}
+        }
+        if s.finish().is_err() {
+            self.stats.rejected += 1;
+        }
+    }
+
+    /// An error reply to `el`, from the address it was sent to. Never for a
+    /// stanza that is itself an error (or an IQ result).
+    pub(crate) fn reply_error(&mut self, el: &Element, etype: &'static str, cond: &'static str) {
+        let kind = match el.name() {
+            "message" => "message",
+            "presence" => "presence",
+            "iq" => "iq",
+            _ => return,
+        };
+        let head = el.head();
+        if matches!(head.kind, Some("error") | Some("result")) || !ns::is_stanza_ns(el.ns()) {
+            return;
+        }
+        let parsed = head
+            .from
+            .zip(head.to)
+            .and_then(|(f, t)| Some((Jid::parse(f).ok()?, Jid::parse(t).ok()?)));
+        let Some((from, to)) = parsed else { return };
+        if to.domain() != self.cfg.domain || from.domain() == self.cfg.domain {
+            return;
+        }
+        let mut s = self.writer.stanza(&mut self.out, kind);
+        s.to(from.full())
+            .from(to.local(), to.resource())
+            .attr("type", "error");
+        if let Some(id) = head.id {
+            s.attr("id", id);
+        }
+        s.child("error", None).attr("type", etype);
+        s.child(cond, Some(ns::STANZA_ERRORS));
+        match s.finish() {
+            Ok(_) => self.stats.rejected += 1,
+            Err(_) => self.stats.dropped += 1,
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! What can become of a stanza: the [`Verdict`] `decide.rs` reaches and
+//! `apply.rs` carries out. A verdict borrows from the stanza only, never
+//! from the relay, so the relay is free to change while it is applied.
+
+use std::sync::Arc;
+
+use crate::cache::Gen;
+use crate::idmap::Sent;
+use crate::jid::Jid;
+use crate::pending::Need;
+use crate::pseudonym::Local;
+
+/// What to do with one stanza.
+#[derive(Debug)]
+pub(crate) enum Verdict<'a> {
+    /// Nothing is sent; counted in `dropped`.
+    Drop(Dropped),
+    /// Nothing is sent or counted: IQ results and errors (keepalive answers
+    /// among them) are consumed.
+    Consume,
+    /// An error reply from the address the stanza was sent to.
+    Error {
+        etype: &'static str,
+        cond: &'static str,
+    },
+    /// The bot's help text, to the sender.
+    Help { to: Jid<'a> },
+    /// The bot tells the sender their pseudonym.
+    Whoami { to: Jid<'a>, sender: Sender<'a> },
+    /// Pass the message on to a real user, from the sender's pseudonym.
+    Relay(Relayed<'a>),
+    /// Pass a delivery error back to the original sender (SPEC §5).
+    Bounce(Bounce<'a>),
+    /// Synthesised presence to `to`, from the pseudonym (or the relay) it
+    /// was sent to.
+    Presence {
+        to: &'a str,
+        local: Option<&'a str>,
+        answer: PresenceAnswer,
+    },
+    /// The relay answers an IQ itself.
+    Iq {
+        from: Jid<'a>,
+        to: Jid<'a>,
+        answer: IqAnswer,
+    },
+    /// The store has to answer first; what the caches gave is remembered
+    /// all the same.
+    Wait(Wait<'a>),
+}
+
+/// Why a stanza is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dropped {
+    /// `from` or `to` missing or not a JID.
+    Unaddressed,
+    /// Not for this domain, or from it (never relayed raw, never answered:
+    /// loops).
+    NotOurs,
+    /// Neither message, presence nor IQ.
+    UnknownStanza,
+    /// Headlines are neither relayed nor answered.
+    Headline,
+    /// An error to the relay itself: nothing to pass back.
+    ErrorToRelay,
+    /// A message to the relay without a body (typing notifications,
+    /// receipts): needs no answer.
+    NoBody,
+    /// An error naming no message the relay passed between these two.
+    UnknownBounce,
+    /// Presence the relay does not answer.
+    Presence,
+}
+
+/// The sender's pseudonym, as the caches gave it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sender<'a> {
+    /// What the pseudonym is derived from (SPEC §3).
+    pub(crate) identity: &'a str,
+    pub(crate) local: Local,
+    /// Where `forward` holds it; `None`: computed now, to be cached.
+    pub(crate) cached: Option<Gen>,
+    /// Where `known` holds the mapping, if it does.
+    pub(crate) known: Option<Gen>,
+    pub(crate) write: WriteState,
+}
+
+/// What a mapping needs before it may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteState {
+    /// Written, and the store has not failed since.
+    Done,
+    /// Written, but the store failed since: write it again, without waiting.
+    Refresh,
+    /// Never written by this relay, or due for renewal under `ttl`: write it
+    /// first.
+    Needed,
+}
+
+/// A message to relay, with everything writing it takes.
+#[derive(Debug)]
+pub(crate) struct Relayed<'a> {
+    pub(crate) from: Jid<'a>,
+    pub(crate) sender: Sender<'a>,
+    /// Who is behind the pseudonym the message was sent to.
+    pub(crate) recipient: Arc<str>,
+    pub(crate) recipient_local: Local,
+    /// Where `known` holds the recipient's mapping.
+    pub(crate) recipient_known: Gen,
+}
+
+/// A delivery error to pass back, rebuilt from its type and defined
+/// condition only.
+#[derive(Debug)]
+pub(crate) struct Bounce<'a> {
+    /// The fresh id the error names, and where the id map holds it.
+    pub(crate) fresh: &'a str,
+    pub(crate) held: Gen,
+    pub(crate) sent: Sent,
+    pub(crate) etype: &'static str,
+    pub(crate) cond: &'static str,
+}
+
+/// The relay's answer to a subscription request or a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PresenceAnswer {
+    /// `subscribed`, then available presence.
+    Subscribed,
+    /// `unsubscribed`: the address is not a pseudonym.
+    Unsubscribed,
+    /// Available presence.
+    Available,
+}
+
+/// An IQ the relay answers itself (at its own address only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IqAnswer {
+    DiscoInfo,
+    DiscoItems,
+    Pong,
+}
+
+/// Store operations a stanza needs before it can be handled.
+#[derive(Debug)]
+pub(crate) struct Wait<'a> {
+    pub(crate) needs: Vec<Need>,
+    pub(crate) sender: Sender<'a>,
+    /// The recipient's localpart and where `known` holds its mapping, when
+    /// it does (a cache hit even though the stanza waits for the sender's
+    /// write).
+    pub(crate) recipient_known: Option<(&'a str, Gen)>,
+}

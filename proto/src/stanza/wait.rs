@@ -1,0 +1,187 @@
+//! Stanzas waiting on the store, seen from the relay: queueing a stanza
+//! with the operations its verdict needs, emitting them, settling their
+//! answers and running the jobs they held up. Part of `impl Relay`; the
+//! queues themselves are in `pending.rs`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::action::{Action, OpId, StoreOutcome};
+use crate::element::Element;
+use crate::pending::{Job, Need, OpKind, Resolution, Served, Settled};
+use crate::relay::{Known, Relay};
+
+use super::verdict::Verdict;
+use super::Incoming;
+
+/// How often a job may go back for more operations. It goes back when a
+/// mapping it needs is missing again by its turn: evicted from a cache
+/// smaller than what is waiting at once, or due for renewal under `ttl`
+/// while it waited behind its sender's earlier stanzas. A few rounds get
+/// past an unlucky eviction; without a bound the job could cycle for as
+/// long as the cache cannot hold its mappings. Past it, the job is answered
+/// as if the store had failed.
+const MAX_ROUNDS: u8 = 3;
+
+impl Relay {
+    /// A stanza from a sender with stanzas waiting: it queues behind them,
+    /// its operations issued now so that they are under way by its turn.
+    pub(super) fn enqueue(&mut self, el: Element, sender: &str, now: Instant) {
+        let verdict = self.decide(Incoming::new(&el), &Resolution::default(), now);
+        self.remember(&verdict);
+        let needs = match verdict {
+            Verdict::Wait(w) => w.needs,
+            _ => Vec::new(),
+        };
+        self.enqueue_with(el, sender, needs, now);
+    }
+
+    pub(super) fn enqueue_with(
+        &mut self,
+        el: Element,
+        sender: &str,
+        needs: Vec<Need>,
+        now: Instant,
+    ) {
+        let job = Job::new(el);
+        // One stanza may always wait, whatever it weighs.
+        let over_bytes = !self.pending.is_empty()
+            && self.pending.bytes() + job.weight > self.cfg.max_pending_bytes;
+        if self.pending.len() >= self.cfg.max_pending || over_bytes {
+            self.reply_error(&job.stanza, "wait", "resource-constraint");
+            return;
+        }
+        self.pending.push(sender, job);
+        for need in &needs {
+            let op = self.issue(need, sender, now);
+            self.pending.wait_last(sender, op);
+        }
+        // A job with nothing to wait for may be at the head already.
+        self.advance(sender, now);
+    }
+
+    fn issue(&mut self, need: &Need, sender: &str, now: Instant) -> OpId {
+        let (op, new) = self
+            .pending
+            .op_for(need, sender, now + self.cfg.store_timeout);
+        if new {
+            self.emit(need, op);
+        }
+        op
+    }
+
+    /// The store action for a new operation.
+    pub(super) fn emit(&mut self, need: &Need, op: OpId) {
+        let domain = &self.cfg.domain;
+        match need {
+            Need::Lookup(local) => {
+                self.stats.lookups += 1;
+                let key = self.codec.key(local, domain);
+                self.actions.push_back(Action::Get { op, key });
+            }
+            Need::Write(local, identity) => {
+                self.stats.writes += 1;
+                let key = self.codec.key(local, domain);
+                let value = self.codec.seal(local, domain, identity);
+                self.actions.push_back(Action::Put {
+                    op,
+                    key,
+                    value,
+                    ttl: self.cfg.ttl,
+                });
+            }
+        }
+    }
+
+    /// Run every job at the head of `sender`'s queue that is ready.
+    fn advance(&mut self, sender: &str, now: Instant) {
+        while let Some(mut job) = self.pending.pop_ready(sender) {
+            let st = Incoming::new(&job.stanza);
+            let verdict = self.decide(st, &job.res, now);
+            let Err(needs) = self.apply(st, verdict, now) else {
+                continue;
+            };
+            job.res.rounds += 1;
+            if job.res.rounds > MAX_ROUNDS {
+                // A failed job is answered, never queued again.
+                job.res.served = Served::Failed;
+                let verdict = self.decide(st, &job.res, now);
+                let _ = self.apply(st, verdict, now);
+                continue;
+            }
+            self.pending.push_front(sender, job);
+            for need in &needs {
+                let op = self.issue(need, sender, now);
+                self.pending.wait_first(sender, op);
+            }
+            return;
+        }
+    }
+
+    /// What a store answer means for the operation it answers; mappings
+    /// it brings in go to `known`.
+    pub(crate) fn settle_outcome(
+        &mut self,
+        op: OpId,
+        outcome: StoreOutcome,
+        now: Instant,
+    ) -> Settled {
+        match outcome {
+            StoreOutcome::Failed(_) => {
+                self.stats.store_errors += 1;
+                Settled::Failed
+            }
+            StoreOutcome::Stored => {
+                if let Some(OpKind::Put { local, identity }) = self.pending.kind(op) {
+                    let (local, identity) = (local.clone(), Arc::from(identity.as_str()));
+                    self.known.insert(
+                        local,
+                        Known {
+                            identity,
+                            written: Some((now, self.store_failures)),
+                        },
+                    );
+                }
+                Settled::Answered
+            }
+            StoreOutcome::Found(value) => match (self.pending.kind(op), value) {
+                (Some(OpKind::Get { local }), Some(v)) => {
+                    let local = local.clone();
+                    match self.codec.open(&local, &self.cfg.domain, &v) {
+                        Some(identity) if self.pseudo.verify(&local, &identity) => {
+                            if self.known.get(&local).is_none() {
+                                self.known.insert(
+                                    local,
+                                    Known {
+                                        identity: Arc::from(identity),
+                                        written: None,
+                                    },
+                                );
+                            }
+                            Settled::Answered
+                        }
+                        _ => {
+                            // Tampered, sealed under another key, or pointing
+                            // at someone the pseudonym is not a MAC of.
+                            self.stats.poisoned += 1;
+                            Settled::Absent
+                        }
+                    }
+                }
+                _ => Settled::Absent,
+            },
+        }
+    }
+
+    /// Settle an operation and advance the senders waiting on it.
+    pub(crate) fn settle(&mut self, op: OpId, settled: Settled, now: Instant) {
+        if settled == Settled::Failed {
+            self.store_failures += 1;
+        }
+        if let Some((_, senders)) = self.pending.complete(op, settled) {
+            for s in senders {
+                self.advance(&s, now);
+            }
+        }
+    }
+}
