@@ -7,19 +7,17 @@
 //! tests run as root and they are missing; otherwise the tests fail and say
 //! what to install).
 
-#[path = "e2e/harness.rs"]
-mod harness;
-#[path = "e2e/json.rs"]
-mod json;
-
+use std::path::Path;
 use std::time::Duration;
 
-use harness::{
-    assert_no_trace_of, assert_pseudonym, bare, random_hex, random_secret, Client, Identity,
+use axrelay_test_support::e2e::{
+    assert_no_trace_of, assert_pseudonym, bare, random_hex, random_secret, Client, Elem, Identity,
     Memcached, Msg, Prosody, ProsodyOptions, Relay, RelayOptions, Store, COMPONENT, HOST,
     RELAY_RESOURCE, WAIT,
 };
 
+/// Only the root package's tests know where cargo put the binary.
+const AXRELAY: &str = env!("CARGO_BIN_EXE_axrelay");
 const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 const RECEIPTS: &str = "urn:xmpp:receipts";
 const MARKERS: &str = "urn:xmpp:chat-markers:0";
@@ -53,7 +51,7 @@ impl Rig {
 
     fn start_with(runtime: &str, opts: ProsodyOptions, relay: RelayOptions) -> Rig {
         let prosody = Prosody::start(opts);
-        let relay = Relay::start_with(&prosody, runtime, relay);
+        let relay = Relay::start_with(Path::new(AXRELAY), &prosody, runtime, relay);
         let alice = Client::login_new(&prosody, &prosody.account("alice"));
         let bob = Client::login_new(&prosody, &prosody.account("bob"));
         Rig {
@@ -857,7 +855,7 @@ fn full_identity_offline_and_a_new_resource(runtime: &str) {
 }
 
 /// The message inside a carbon (XEP-0280) `<sent/>` or `<received/>`.
-fn carbon_copy<'m>(m: &'m Msg, direction: &str) -> &'m harness::Elem {
+fn carbon_copy<'m>(m: &'m Msg, direction: &str) -> &'m Elem {
     m.child(CARBONS, direction)
         .and_then(|c| c.children.iter().find(|f| f.ns == FORWARD))
         .and_then(|f| f.children.iter().find(|e| e.tag == "message"))

@@ -93,6 +93,7 @@ fn hot_path(c: &mut Criterion) {
     );
     g.finish();
 
+    f.assert_connected();
     let s = f.relay().stats();
     assert_eq!(s.rejected, 0, "the relay answered with errors: {s:?}");
 }

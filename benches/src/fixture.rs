@@ -1,14 +1,16 @@
 //! The relay core driven synchronously, with a map as its store: what the
 //! criterion benches and the profiling driver measure.
 //!
-//! Store operations are answered at once from a `HashMap`, inside the drain
-//! that follows every `handle_*` call, the way the contract in
-//! `axrelay_proto` asks (`poll_transmit`, then `poll_action`, repeatedly).
+//! The driver is the simulator of `axrelay_proto::testing` with its checks
+//! off: store operations are answered at once from a `HashMap`, inside the
+//! drain that follows every `handle_*` call, the way the contract in
+//! `axrelay_proto` asks (`poll_transmit`, then `poll_action`, repeatedly);
+//! output is counted, not parsed, so what is measured is the relay.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
-use axrelay_proto::{Action, Config, Pseudonymizer, Relay, StoreCodec, StoreOutcome};
+use axrelay_proto::testing::{Checks, Sim};
+use axrelay_proto::{Config, DisconnectReason, Pseudonymizer, Relay, StoreCodec};
 
 use crate::wire;
 
@@ -22,17 +24,9 @@ pub const SECRET: &[u8] = b"bench-only pseudonym secret, not for use";
 
 /// A connected, online relay and its synchronous store.
 pub struct Fixture {
-    relay: Relay,
-    store: HashMap<String, Vec<u8>>,
+    sim: Sim<HashMap<String, Vec<u8>>>,
     codec: StoreCodec,
     pseudo: Pseudonymizer,
-    now: Instant,
-    /// Bytes the relay has written since the last [`Fixture::take_counts`].
-    pub out_bytes: usize,
-    /// Store lookups answered since the last [`Fixture::take_counts`].
-    pub gets: usize,
-    /// Keep output here when set (for checks; off while measuring).
-    pub keep: Option<Vec<u8>>,
 }
 
 /// The configuration of the benches: defaults, fixed keys.
@@ -43,38 +37,15 @@ pub fn config() -> Config {
 }
 
 impl Fixture {
-    /// A relay past the handshake, with no mapping known.
+    /// A relay past the handshake (header and digest checked), with no
+    /// mapping known.
     pub fn online(config: Config) -> Fixture {
-        let now = Instant::now();
         let codec = StoreCodec::new(config.encrypt);
         let pseudo = Pseudonymizer::new(&config.secret);
-        let relay = Relay::new(config).expect("the bench configuration is valid");
-        let mut f = Fixture {
-            relay,
-            store: HashMap::new(),
-            codec,
-            pseudo,
-            now,
-            out_bytes: 0,
-            gets: 0,
-            keep: None,
-        };
-        f.relay.handle_connected(now);
-        f.drain();
-        let id = "bench-stream";
-        f.relay
-            .handle_input(wire::server_header(id).as_bytes(), now);
-        f.keep = Some(Vec::new());
-        f.drain();
-        let sent = f.keep.take().unwrap_or_default();
-        let want = format!(
-            "<handshake>{}</handshake>",
-            wire::handshake_digest(id, PASSWORD)
-        );
-        assert_eq!(String::from_utf8_lossy(&sent), want, "handshake");
-        f.relay.handle_input(b"<handshake/>", now);
-        f.drain();
-        assert!(f.relay.is_online(), "the relay did not go online");
+        let mut sim = Sim::with_checks(config, Checks::Off);
+        sim.stream_id = "bench-stream".into();
+        sim.connect();
+        let mut f = Fixture { sim, codec, pseudo };
         f.take_counts();
         f
     }
@@ -92,7 +63,7 @@ impl Fixture {
         let value = self
             .codec
             .seal(&local, wire::COMPONENT, &wire::user_bare(i));
-        self.store.insert(key, value.to_vec());
+        self.sim.store.insert(key, value.to_vec());
         local
     }
 
@@ -104,9 +75,10 @@ impl Fixture {
         for i in 0..n {
             wire::push_whoami(&mut input, i, i as u64);
         }
-        self.keep = Some(Vec::new());
+        self.keep(true);
         self.feed(&input);
-        let out = String::from_utf8(self.keep.take().unwrap_or_default()).expect("UTF-8 output");
+        let out = String::from_utf8(self.take_output()).expect("UTF-8 output");
+        self.keep(false);
         let locals: Vec<String> = (0..n).map(|i| self.localpart(i)).collect();
         for l in &locals {
             assert!(
@@ -121,53 +93,40 @@ impl Fixture {
     /// Feed `input` in read-sized chunks, draining after each.
     pub fn feed(&mut self, input: &[u8]) {
         for chunk in input.chunks(READ_CHUNK) {
-            self.relay.handle_input(chunk, self.now);
-            self.drain();
+            self.sim.feed(chunk);
         }
     }
 
-    /// Reset and return (bytes written, lookups answered).
+    /// Keep what the relay writes (for checks; off while measuring).
+    pub fn keep(&mut self, on: bool) {
+        self.sim.record = on;
+    }
+
+    /// What the relay wrote while kept, since the last call.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.sim.raw_out)
+    }
+
+    /// Reset and return (bytes written, lookups answered); the relay must
+    /// not have disconnected.
     pub fn take_counts(&mut self) -> (usize, usize) {
-        let r = (self.out_bytes, self.gets);
-        self.out_bytes = 0;
-        self.gets = 0;
+        self.assert_connected();
+        let r = (self.sim.out_bytes, self.sim.gets as usize);
+        self.sim.out_bytes = 0;
+        self.sim.gets = 0;
         r
+    }
+
+    /// Panics if the relay disconnected (checked between measurements,
+    /// not inside them).
+    pub fn assert_connected(&self) {
+        let d: &[DisconnectReason] = &self.sim.disconnects;
+        assert!(d.is_empty(), "the relay disconnected: {d:?}");
     }
 
     /// The relay's counters.
     pub fn relay(&self) -> &Relay {
-        &self.relay
-    }
-
-    /// Transmits, then actions, until both are empty; store operations are
-    /// answered synchronously.
-    fn drain(&mut self) {
-        loop {
-            while let Some(bytes) = self.relay.poll_transmit() {
-                self.out_bytes += bytes.len();
-                if let Some(k) = self.keep.as_mut() {
-                    k.extend_from_slice(&bytes);
-                }
-                std::hint::black_box(&bytes);
-            }
-            let Some(action) = self.relay.poll_action() else {
-                return;
-            };
-            match action {
-                Action::Get { op, key } => {
-                    self.gets += 1;
-                    let v = self.store.get(&key).cloned();
-                    self.relay
-                        .handle_store(op, StoreOutcome::Found(v), self.now);
-                }
-                Action::Put { op, key, value, .. } => {
-                    self.store.insert(key, value.to_vec());
-                    self.relay.handle_store(op, StoreOutcome::Stored, self.now);
-                }
-                Action::Online => {}
-                Action::Disconnect(reason) => panic!("the relay disconnected: {reason}"),
-            }
-        }
+        &self.sim.relay
     }
 }
 
@@ -242,9 +201,10 @@ mod tests {
         let mut f = Fixture::online(config());
         let locals = f.learn(4);
         let batch = message_batch(100, 100, 4, &locals, 0);
-        f.keep = Some(Vec::new());
+        f.keep(true);
         f.feed(&batch);
-        let out = String::from_utf8(f.keep.take().unwrap()).unwrap();
+        let out = String::from_utf8(f.take_output()).unwrap();
+        f.keep(false);
         assert_eq!(out.matches("</message>").count(), 100);
         assert_eq!(f.relay().stats().relayed, 100);
 

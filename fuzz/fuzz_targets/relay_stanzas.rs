@@ -65,14 +65,29 @@ enum Who {
 #[derive(Arbitrary, Debug)]
 enum Step {
     /// A message from one user to the other's pseudonym.
-    Message { who: Who, msg: Msg },
+    Message {
+        who: Who,
+        msg: Msg,
+    },
     /// A delivery error from one user's server about a message relayed to
     /// that user, addressed to the original sender's pseudonym.
-    Bounce { who: Who, id: Value, error: ErrorPayload },
+    Bounce {
+        who: Who,
+        id: Value,
+        error: ErrorPayload,
+    },
     /// Presence or IQ towards the peer's pseudonym or the relay.
-    Other { who: Who, kind: OtherKind, to_relay: bool, extra: Vec<Child> },
+    Other {
+        who: Who,
+        kind: OtherKind,
+        to_relay: bool,
+        extra: Vec<Child>,
+    },
     /// A message to a well-formed pseudonym nobody has.
-    Unknown { who: Who, msg: Msg },
+    Unknown {
+        who: Who,
+        msg: Msg,
+    },
     /// Store and clock.
     Hold,
     Release,
@@ -417,9 +432,8 @@ fn child(cx: &Ctx, c: &Child, top: bool) -> String {
     let n = name(&c.name);
     // Direct children body/subject/thread in a stanza namespace, prefixed or
     // not (`<q:body xmlns:q='jabber:client'>` is a body): relayed text.
-    let relayed = top
-        && is_stanza_ns(&c.ns)
-        && matches!(c.name, Name::Body | Name::Subject | Name::Thread);
+    let relayed =
+        top && is_stanza_ns(&c.ns) && matches!(c.name, Name::Body | Name::Subject | Name::Thread);
     let (tag, decl) = match (&c.ns, c.prefix) {
         (Some(ns), true) => (format!("q:{n}"), format!(" xmlns:q='{}'", esc(&cx.ns(ns)))),
         (Some(ns), false) => (n.clone(), format!(" xmlns='{}'", esc(&cx.ns(ns)))),
@@ -565,10 +579,7 @@ impl Run {
 
 fn leak(w: &Written, token: &str, to: &str) {
     let raw = String::from_utf8_lossy(&w.raw);
-    assert!(
-        !raw.contains(token),
-        "'{token}' leaked to {to}:\n{raw}"
-    );
+    assert!(!raw.contains(token), "'{token}' leaked to {to}:\n{raw}");
 }
 
 fuzz_target!(|s: Scenario| {
@@ -617,9 +628,12 @@ fuzz_target!(|s: Scenario| {
             None => format!("{local}@{DOMAIN}"),
         };
         let xml = match step {
-            Step::Message { msg, .. } => {
-                message(&cx, &me.full(), &to_pseudo(&msg.to_resource, &peer_local), msg)
-            }
+            Step::Message { msg, .. } => message(
+                &cx,
+                &me.full(),
+                &to_pseudo(&msg.to_resource, &peer_local),
+                msg,
+            ),
             Step::Unknown { msg, .. } => {
                 let pc = run.pc.clone();
                 message(&cx, &me.full(), &to_pseudo(&msg.to_resource, &pc), msg)

@@ -59,7 +59,10 @@ fuzz_target!(|inp: Input| {
     let canonical = p.localpart(&inp.identity);
     assert_eq!(canonical.len(), LOCALPART_LEN);
     assert!(Pseudonymizer::is_well_formed(&canonical));
-    assert!(p.verify(&canonical, &inp.identity), "own pseudonym not verified");
+    assert!(
+        p.verify(&canonical, &inp.identity),
+        "own pseudonym not verified"
+    );
 
     // verify(l, i) <=> l == localpart(i), for arbitrary l and for one-character
     // respellings of the real localpart.
@@ -137,15 +140,27 @@ fuzz_target!(|inp: Input| {
     bad[i] ^= mask;
     assert_eq!(codec.open(&local, &domain, &bad), None, "flipped byte {i}");
     let cut = usize::from(inp.cut) % sealed.len();
-    assert_eq!(codec.open(&local, &domain, &sealed[..cut]), None, "cut to {cut}");
+    assert_eq!(
+        codec.open(&local, &domain, &sealed[..cut]),
+        None,
+        "cut to {cut}"
+    );
     let mut longer = sealed.to_vec();
     longer.push(inp.cut);
-    assert_eq!(codec.open(&local, &domain, &longer), None, "one byte longer");
+    assert_eq!(
+        codec.open(&local, &domain, &longer),
+        None,
+        "one byte longer"
+    );
 
     // Another key.
     if Some(inp.other_key) != inp.encrypt {
         let other = StoreCodec::new(Some(inp.other_key));
-        assert_eq!(other.open(&local, &domain, &sealed), None, "opened under another key");
+        assert_eq!(
+            other.open(&local, &domain, &sealed),
+            None,
+            "opened under another key"
+        );
         assert_ne!(other.key(&local, &domain), key);
     }
 

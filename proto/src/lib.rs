@@ -53,3 +53,9 @@ pub use store::{MemoryStore, Store, StoreError};
 
 #[cfg(test)]
 mod tests;
+
+/// In-memory simulator and fake-server helpers for tests, fuzzing and
+/// benches: not part of the relay's API.
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod testing;

@@ -1,8 +1,6 @@
 //! One logged-in slixmpp client (tests/e2e/client.py serve) on a given
 //! client port, driven by JSON lines.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -11,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use crate::harness::{assert_pseudonym, bare, password_of, python, COMPONENT, HOST};
-use crate::json::{object, quote, Json};
 use crate::procs::{collect, wait_bounded};
+use axrelay_test_support::e2e::{assert_pseudonym, bare, password_of, python, COMPONENT, HOST};
+use axrelay_test_support::json::{object, quote, Json};
 
 /// How long a client waits for a stanza that should arrive.
 pub const WAIT: Duration = Duration::from_secs(10);

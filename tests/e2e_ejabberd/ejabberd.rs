@@ -8,8 +8,6 @@
 //! ejabberd nor parallel tests are touched. As root, `ejabberdctl` runs the
 //! node as the `ejabberd` user, which therefore owns the temp dir.
 
-#![allow(dead_code)]
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::harness::{free_port, password_of, random_hex, COMPONENT, HOST};
 use crate::procs::{
     is_root, prerequisites, read_lossy, run_bounded, signal, tail, wait_bounded, wait_until,
     EJABBERDCTL,
 };
+use axrelay_test_support::e2e::{free_port, password_of, random_hex, COMPONENT, HOST};
 
 const BALANCING_BEGIN: &str = "# --- begin: several relay instances ---";
 const BALANCING_END: &str = "# --- end: several relay instances ---";
@@ -238,10 +236,6 @@ impl Ejabberd {
     pub fn register(&self, user: &str) {
         self.ctl(&["register", user, HOST, &password_of(user)])
             .unwrap_or_else(|e| panic!("{e}\n{}", tail(&self.log_path(), 20)));
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 
     pub fn log_path(&self) -> PathBuf {

@@ -1,8 +1,6 @@
 //! Processes of the ejabberd end-to-end tests: installing what they need,
 //! bounded waits, memcached and `axrelay run`. Everything is killed on drop.
 
-#![allow(dead_code)]
-
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -14,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::harness::{free_port, python, random_secret, COMPONENT, RELAY_RESOURCE};
+use axrelay_test_support::e2e::{free_port, python, random_secret, COMPONENT, RELAY_RESOURCE};
 
 pub const EJABBERDCTL: &str = "/usr/sbin/ejabberdctl";
 
@@ -318,7 +316,8 @@ impl RelaySettings {
 /// `axrelay run -d --log-sensitive` with its own temp dir and log file.
 pub struct Relay {
     pub name: String,
-    dir: TempDir,
+    /// Holds the config and log until the relay is dropped.
+    _dir: TempDir,
     config: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -347,7 +346,7 @@ impl Relay {
         let log = dir.path().join("axrelay.log");
         Relay {
             name: name.to_owned(),
-            dir,
+            _dir: dir,
             config,
             log,
             child: None,
@@ -412,7 +411,7 @@ impl Relay {
             .lines()
             .filter_map(|l| l.split(" DEBUG whoami: ").nth(1))
             .filter_map(|rest| rest.split(' ').next())
-            .map(|full| crate::harness::bare(full).to_owned())
+            .map(|full| axrelay_test_support::e2e::bare(full).to_owned())
             .collect()
     }
 

@@ -64,7 +64,7 @@ fn script() -> (Vec<u8>, String) {
 /// timing is the runtime's, not the input's).
 fn run_chunked(input: &[u8], cuts: &[usize]) -> (Vec<u8>, Vec<String>) {
     let mut h = Harness::online(config());
-    h.auto_store = false;
+    h.mode = StoreMode::Hold;
     let mut prev = 0;
     for &c in cuts {
         h.feed_bytes(&input[prev..c]);

@@ -47,7 +47,7 @@ fn whoami_answers_the_pseudonym_and_stores_the_mapping() {
 /// Bob writes to a pseudonym the relay does not know and the lookup
 /// fails: the store has failed once. Store actions are held from here on.
 fn store_fails_once(h: &mut Harness) {
-    h.auto_store = false;
+    h.mode = StoreMode::Hold;
     h.feed(&format!(
         "<message from='{BOB}' to='{}@{DOMAIN}' type='chat' id='m1'><body>x</body></message>",
         "a".repeat(45)
@@ -81,7 +81,7 @@ fn a_store_failure_makes_known_mappings_be_written_again() {
         assert!(h.take().is_empty(), "nothing to answer for a write behind");
     }
     // The store is back, empty.
-    h.auto_store = true;
+    h.mode = StoreMode::Auto;
     h.store = crate::MemoryStore::new(1000);
     assert_eq!(h.whoami(ALICE), a);
     assert_eq!(h.puts, 3, "Alice's mapping written again");
@@ -138,7 +138,7 @@ fn writes_behind_are_bounded_while_the_store_is_slow() {
         .iter()
         .all(|a| matches!(a, crate::Action::Put { .. })));
     // The store answers: the two are written; the others at their next use.
-    h.auto_store = true;
+    h.mode = StoreMode::Auto;
     h.release_all();
     assert_eq!(h.puts, 9);
     for s in &senders {
@@ -557,7 +557,7 @@ fn lookups_do_not_block_others_and_keep_per_sender_order() {
     let (h0, a, _) = pair();
     let mut h = Harness::online(config());
     h.store = h0.store;
-    h.auto_store = false;
+    h.mode = StoreMode::Hold;
     // Bob's messages wait on a lookup of Alice's pseudonym…
     h.feed(&format!(
         "<message from='{BOB}' to='{a}' id='1'><body>one</body></message>"
@@ -592,7 +592,7 @@ fn store_failures_and_timeouts_answer_the_sender() {
     let (h0, a, _) = pair();
     let mut h = Harness::online(config());
     h.store = h0.store;
-    h.auto_store = false;
+    h.mode = StoreMode::Hold;
     h.feed(&format!(
         "<message from='{BOB}' to='{a}' id='1'><body>x</body></message>"
     ));
@@ -616,7 +616,7 @@ fn store_failures_and_timeouts_answer_the_sender() {
     h.release();
     assert!(h.take().is_empty());
     // The store comes back: relaying resumes.
-    h.auto_store = true;
+    h.mode = StoreMode::Auto;
     h.feed(&format!(
         "<message from='{BOB}' to='{a}' id='3'><body>back</body></message>"
     ));
@@ -628,7 +628,7 @@ fn store_failures_and_timeouts_answer_the_sender() {
 #[test]
 fn whoami_waits_for_the_write_and_reports_its_failure() {
     let mut h = Harness::online(config());
-    h.auto_store = false;
+    h.mode = StoreMode::Hold;
     h.feed(&format!(
         "<message from='{ALICE}' to='{DOMAIN}'><body>/whoami</body></message>"
     ));
@@ -731,7 +731,7 @@ fn waiting_stanzas_are_bounded() {
     c.max_pending = 3;
     let mut h = Harness::online(c);
     h.store = h0.store;
-    h.auto_store = false;
+    h.mode = StoreMode::Hold;
     for i in 0..5 {
         h.feed(&format!(
             "<message from='{BOB}' to='{a}' id='{i}'><body>x</body></message>"
@@ -753,7 +753,7 @@ fn waiting_stanzas_are_bounded_in_bytes() {
     c.max_pending_bytes = 50_000;
     let mut h = Harness::online(c);
     h.store = h0.store;
-    h.auto_store = false;
+    h.mode = StoreMode::Hold;
     // Five 20 KB messages: two fit the budget, the rest are refused.
     let big = "x".repeat(20_000);
     for i in 0..5 {
@@ -782,7 +782,7 @@ fn waiting_stanzas_are_bounded_in_bytes() {
     let mut h = Harness::online(c);
     let (h1, a, _) = pair();
     h.store = h1.store;
-    h.auto_store = false;
+    h.mode = StoreMode::Hold;
     let huge = "y".repeat(60_000);
     h.feed(&format!(
         "<message from='{BOB}' to='{a}' id='h'><body>{huge}</body></message>"

@@ -196,7 +196,7 @@ fn graceful_stop_finishes_waiting_stanzas_first() {
     // A fresh relay sharing the store must look Alice up.
     let mut h2 = Harness::online(config());
     h2.store = std::mem::take(&mut h.store);
-    h2.auto_store = false;
+    h2.mode = StoreMode::Hold;
     h2.feed(&format!(
         "<message from='bob@b.example/x' to='{a}' id='1'><body>hi</body></message>"
     ));
@@ -214,7 +214,7 @@ fn graceful_stop_finishes_waiting_stanzas_first() {
 #[test]
 fn graceful_stop_answers_what_the_store_did_not_finish() {
     let mut h = Harness::online(config());
-    h.auto_store = false;
+    h.mode = StoreMode::Hold;
     h.feed("<message from='bob@b.example/x' to='zi36rtka6iz3zuszk5un4svb4m4qvtsiqacao56f7bspy@axr.example' id='1'><body>hi</body></message>");
     h.relay.shutdown(h.now);
     h.pump();

@@ -5,8 +5,6 @@
 //! bounded. When a test fails, the Prosody log, the relay's log and the
 //! clients' stderr are printed.
 
-#![allow(dead_code)]
-
 use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
 use std::fs;
@@ -36,8 +34,9 @@ pub const WAIT: Duration = Duration::from_secs(10);
 const AUTHENTICATED: &str = "External component successfully authenticated";
 const REFUSED_SECOND: &str = "Second component attempted to connect";
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+/// The repository: this crate lives in its `tests/support`.
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Random hex; for names and throwaway secrets.
@@ -131,10 +130,10 @@ pub fn python() -> String {
 
 /// `program`, made to receive SIGTERM when the test thread that starts it
 /// ends (or the test process dies): nothing outlives a killed test run.
-fn command_guarded(program: &str) -> Command {
+fn command_guarded(program: impl AsRef<std::ffi::OsStr>) -> Command {
     if on_path("setpriv") {
         let mut c = Command::new("setpriv");
-        c.args(["--pdeathsig", "TERM", program]);
+        c.args(["--pdeathsig".as_ref(), "TERM".as_ref(), program.as_ref()]);
         c
     } else {
         Command::new(program)
@@ -698,6 +697,8 @@ impl Default for RelayOptions {
 
 /// The `axrelay run` binary, connected to a test's Prosody.
 pub struct Relay {
+    /// The executable (the test's `CARGO_BIN_EXE_axrelay`).
+    bin: PathBuf,
     dir: TempDir,
     config: PathBuf,
     log: PathBuf,
@@ -709,8 +710,10 @@ pub struct Relay {
 impl Relay {
     /// Write a config and start `axrelay run`; returns once Prosody has
     /// accepted the component.
-    pub fn start(prosody: &Prosody, runtime: &str, store: Store) -> Relay {
+    /// `bin` is the executable, which only the calling test binary knows.
+    pub fn start(bin: &Path, prosody: &Prosody, runtime: &str, store: Store) -> Relay {
         Relay::start_with(
+            bin,
             prosody,
             runtime,
             RelayOptions {
@@ -721,7 +724,7 @@ impl Relay {
     }
 
     /// Like [`Relay::start`], with the identity mode and store of `opts`.
-    pub fn start_with(prosody: &Prosody, runtime: &str, opts: RelayOptions) -> Relay {
+    pub fn start_with(bin: &Path, prosody: &Prosody, runtime: &str, opts: RelayOptions) -> Relay {
         let store = opts.store;
         let dir = tempfile::Builder::new()
             .prefix("axrelay-e2e-relay-")
@@ -757,6 +760,7 @@ impl Relay {
         fs::write(&config, conf).expect("write relay config");
         let log = dir.path().join("axrelay.log");
         let mut relay = Relay {
+            bin: bin.to_owned(),
             dir,
             config,
             log,
@@ -784,7 +788,7 @@ impl Relay {
             .append(true)
             .open(&self.log)
             .expect("relay log");
-        let child = command_guarded(env!("CARGO_BIN_EXE_axrelay"))
+        let child = command_guarded(&self.bin)
             .arg("run")
             .arg("-c")
             .arg(&self.config)
@@ -836,6 +840,7 @@ impl Relay {
         fs::copy(&self.config, &config).expect("copy relay config");
         let log = dir.path().join("axrelay.log");
         let mut standby = Relay {
+            bin: self.bin.clone(),
             dir,
             config,
             log,
@@ -1038,7 +1043,7 @@ impl Client {
     /// Log `user` in with `resource`; panics if that fails within 20 s.
     pub fn login(prosody: &Prosody, user: &str, resource: &str) -> Client {
         let jid = format!("{user}@{HOST}/{resource}");
-        let mut child = command_guarded(&python())
+        let mut child = command_guarded(python())
             .arg(repo().join("tests/e2e/client.py"))
             .args(["serve", "--jid", &jid, "--password", &password_of(user)])
             .args(["--port", &prosody.c2s_port.to_string(), "--timeout", "15"])

@@ -5,25 +5,16 @@
 //! sleep, not spin: its CPU time is read from /proc. Every message these
 //! tests hand to the relay must be relayed or answered with an error.
 
-#[path = "e2e/harness.rs"]
-mod harness;
-#[allow(dead_code)]
-#[path = "e2e/json.rs"]
-mod json;
-#[path = "faults/relay.rs"]
 mod relay;
-#[allow(dead_code)]
-#[path = "conformance/server.rs"]
-mod server;
 
 use std::thread;
 use std::time::{Duration, Instant};
 
 use axrelay_proto::Pseudonymizer;
 
-use harness::{random_secret, Memcached};
+use axrelay_test_support::e2e::{random_secret, Memcached};
+use axrelay_test_support::server::{Conn, FakeServer, Got, Node};
 use relay::{CpuWatch, RelayProcess, DOMAIN, PASSWORD, RESOURCE, SECRET};
-use server::{Conn, FakeServer, Got, Node};
 
 const ALICE: &str = "alice@example.org/phone";
 const BOB: &str = "bob@example.net/laptop";

@@ -2,11 +2,7 @@
 //! runtimes: handshake, `/whoami`, relaying, reconnects, stream errors,
 //! graceful stop, a slow store, and SOCKS5.
 
-#[path = "conformance/harness.rs"]
 mod harness;
-#[path = "conformance/server.rs"]
-mod server;
-#[path = "conformance/socks.rs"]
 mod socks;
 
 use std::net::TcpListener;
@@ -17,11 +13,11 @@ use axrelay_host::socks5::Proxy;
 use axrelay_host::Exit;
 use axrelay_proto::{DisconnectReason, MemoryStore, Store};
 
+use axrelay_test_support::server::{self, Conn, FakeServer, Got, Node};
 use harness::{
     config, init_logging, options, pseudonym, relay, relay_with, Running, SlowStore, Start, DOMAIN,
     PASSWORD,
 };
-use server::{Conn, FakeServer, Got, Node};
 
 const ALICE: &str = "alice@example.org/phone";
 const BOB: &str = "bob@example.net/laptop";

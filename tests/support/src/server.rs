@@ -8,12 +8,12 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use axrelay_proto::testing::{handshake_digest, server_header};
 use rxml::error::EndOrError;
 use rxml::{Event, Parse, Parser};
-use sha1::{Digest, Sha1};
 
-pub const STREAMS_NS: &str = "http://etherx.jabber.org/streams";
-pub const COMPONENT_NS: &str = "jabber:component:accept";
+pub use axrelay_proto::testing::{COMPONENT_NS, STREAMS_NS};
+
 const PING_NS: &str = "urn:xmpp:ping";
 
 /// An element as the relay sent it.
@@ -308,11 +308,7 @@ impl Conn {
             "the header does not open a component stream: {raw}"
         );
         self.domain = header.attr("to").unwrap_or_default().to_owned();
-        self.send(&format!(
-            "<?xml version='1.0'?><stream:stream xmlns='{COMPONENT_NS}' \
-             xmlns:stream='{STREAMS_NS}' from='{}' id='{id}'>",
-            self.domain
-        ));
+        self.send(&server_header(&self.domain, id));
         let hs = self.expect(Duration::from_secs(5), "<handshake>", |n| {
             n.name == "handshake"
         });
@@ -349,12 +345,4 @@ impl Conn {
     pub fn drop_connection(self) {
         let _ = self.stream.shutdown(Shutdown::Both);
     }
-}
-
-/// Lower-case hex SHA-1(id ‖ password), as XEP-0114 wants it.
-pub fn handshake_digest(id: &str, password: &str) -> String {
-    let mut h = Sha1::new();
-    h.update(id.as_bytes());
-    h.update(password.as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -9,24 +9,16 @@
 //! root, since Debian's ejabberdctl runs the node as the ejabberd user). No
 //! test is skipped: a missing piece fails it, saying what to install.
 
-#[path = "e2e/harness.rs"]
-mod harness;
-#[path = "e2e/json.rs"]
-mod json;
-
-#[path = "e2e_ejabberd/client.rs"]
 mod client;
-#[path = "e2e_ejabberd/ejabberd.rs"]
 mod ejabberd;
-#[path = "e2e_ejabberd/procs.rs"]
 mod procs;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use axrelay_test_support::e2e::{bare, random_hex, random_secret, COMPONENT, HOST, RELAY_RESOURCE};
 use client::{assert_no_trace_of, Client, Msg};
 use ejabberd::Ejabberd;
-use harness::{bare, random_hex, random_secret, COMPONENT, RELAY_RESOURCE};
 use procs::{wait_until, Memcached, Relay, RelaySettings};
 
 /// `to` received `m`: a chat message from `from_pseudonym`/a with `body`.
@@ -279,7 +271,7 @@ fn two_instances_behind_domain_balancing_share_memcached() {
     assert_eq!(distinct.len(), users.len(), "{pseudonyms:#?}");
 
     // Which instance answered whom.
-    let bare_of = |u: &str| format!("{u}@{}", harness::HOST);
+    let bare_of = |u: &str| format!("{u}@{}", HOST);
     let on1: BTreeSet<String> = r1.whoami_senders().into_iter().collect();
     let on2: BTreeSet<String> = r2.whoami_senders().into_iter().collect();
     for u in &users {
