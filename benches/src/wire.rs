@@ -3,6 +3,8 @@
 
 use std::io::Write as _;
 
+use axrelay_proto::testing;
+
 /// The relay's component domain in every benchmark.
 pub const COMPONENT: &str = "axr.load.example";
 /// The users' domain.
@@ -11,10 +13,7 @@ pub const USER_DOMAIN: &str = "load.example";
 pub const USER_RESOURCE: &str = "r";
 /// The resource of relayed stanzas (the relay's default).
 pub const RELAY_RESOURCE: &str = "a";
-/// The XEP-0114 stream namespace.
-pub const COMPONENT_NS: &str = "jabber:component:accept";
-/// The streams namespace.
-pub const STREAMS_NS: &str = "http://etherx.jabber.org/streams";
+pub use testing::{COMPONENT_NS, STREAMS_NS};
 /// Chat states (XEP-0085).
 pub const CHATSTATES_NS: &str = "http://jabber.org/protocol/chatstates";
 
@@ -25,20 +24,10 @@ pub fn user_bare(i: usize) -> String {
 
 /// The stream header a server sends to a component, with the stream id.
 pub fn server_header(id: &str) -> String {
-    format!(
-        "<?xml version='1.0'?><stream:stream xmlns:stream='{STREAMS_NS}' \
-         xmlns='{COMPONENT_NS}' from='{COMPONENT}' id='{id}'>"
-    )
+    testing::server_header(COMPONENT, id)
 }
 
-/// The component's handshake digest: lower-hex SHA-1 of id ‖ password.
-pub fn handshake_digest(id: &str, password: &str) -> String {
-    use sha1::{Digest, Sha1};
-    let mut h = Sha1::new();
-    h.update(id.as_bytes());
-    h.update(password.as_bytes());
-    data_encoding::HEXLOWER.encode(&h.finalize())
-}
+pub use testing::handshake_digest;
 
 /// A chat message from user `from` to the pseudonym `to_local`, carrying
 /// `body` (which must need no escaping).

@@ -20,27 +20,55 @@
 //!    stop (shutdown, fatal reason) or reconnect after a backoff delay.
 //! 4. To stop, call [`Relay::shutdown`] and keep driving until the
 //!    `Disconnect(Shutdown)` action.
+//!
+//! `axrelay-host`'s `Session` does all of this for both runtimes.
+//!
+//! # Reading order
+//!
+//! The modules below are listed in the order one message meets them, from
+//! the bytes the server sends to the bytes the relay writes back; the
+//! behaviour they implement is specified in `docs/SPEC.md` (the "SPEC §n"
+//! in comments).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod action;
-mod cache;
-mod config;
-mod element;
-mod filter;
-mod framer;
-mod idmap;
-pub mod jid;
-mod ns;
-mod pending;
-pub mod pseudonym;
+// The connection: the public API, stream, handshake, keepalive, close.
 mod relay;
-pub mod seal;
+
+// Bytes to stanzas, with the limits: rxml events into a small tree of
+// elements, namespaces compared by name.
+mod framer;
+
+mod element;
+mod ns;
+
+// The stanza path: decide a verdict, wait for the store if it must, apply.
 mod stanza;
-mod stats;
+
+// What deciding reads: addresses, pseudonyms, the caches.
+pub mod jid;
+pub mod pseudonym;
+
+mod cache;
+
+// Waiting on the store: per-sender queues, the store's operations, its
+// keys and sealed values, the store contract.
+mod pending;
+
+mod action;
+pub mod seal;
 pub mod store;
+
+// What applying writes: the allow-list, fresh and translated ids, the one
+// serializer.
+mod filter;
+mod idmap;
 mod writer;
+
+// Around it all: the configuration and the counters.
+mod config;
+mod stats;
 
 pub use action::{Action, DisconnectReason, OpId, StoreOutcome};
 pub use config::{Config, ConfigError, KeepaliveMode, Limit, Limits};
