@@ -76,8 +76,8 @@ impl Common {
 pub struct RunArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Allow JIDs, pseudonyms and message bodies in debug logs. Off by
-    /// default: logs must not de-anonymize anyone.
+    /// Allow JIDs and pseudonyms in debug logs (message bodies are never
+    /// logged). Off by default: logs must not de-anonymize anyone.
     #[arg(long)]
     pub log_sensitive: bool,
 }

@@ -43,7 +43,7 @@ fn try_run(args: &RunArgs) -> Result<Status, Status> {
     warn_about_store(&plan.store);
     if args.log_sensitive {
         log::warn!(
-            "--log-sensitive: debug messages name people, pseudonyms and message bodies{}; \
+            "--log-sensitive: debug messages name people and their pseudonyms{}; \
              keep such logs private and short-lived",
             if args.common.debug {
                 ""
