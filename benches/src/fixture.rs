@@ -15,7 +15,7 @@ use axrelay_proto::{Config, DisconnectReason, Pseudonymizer, Relay, StoreCodec};
 use crate::wire;
 
 /// Bytes the runtimes read from the socket at once.
-pub const READ_CHUNK: usize = 16 * 1024;
+pub use axrelay_host::READ_BUF as READ_CHUNK;
 
 /// The component password of the benches.
 pub const PASSWORD: &str = "bench-component-password";

@@ -50,9 +50,10 @@ impl Lifecycle {
         &self.target
     }
 
-    /// How long a requested stop may take before the runtime drops the
-    /// connection itself: the core drains and then waits for the server's
-    /// close, each for up to `close_timeout`.
+    /// How long a requested stop may take before the connection is dropped
+    /// without the core: it drains and then waits for the server's close,
+    /// each for up to `close_timeout`; the 2 s more are a margin for a loop
+    /// that woke late, so that the core's own deadlines come first.
     pub fn stop_grace(close_timeout: Duration) -> Duration {
         close_timeout.saturating_mul(2) + Duration::from_secs(2)
     }

@@ -9,6 +9,12 @@ use axrelay_proto::DisconnectReason;
 
 use crate::socks5::Proxy;
 
+/// A write that makes no progress this long means the connection is dead.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How much a runtime reads from the socket at once.
+pub const READ_BUF: usize = 16 * 1024;
+
 /// How a runtime reaches the server and paces its housekeeping.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {

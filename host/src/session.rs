@@ -7,6 +7,11 @@
 //! and the wait; the session owns every decision around the core: when to
 //! connect, when a connection is over and why, the stop's grace period,
 //! backoff, the counters line.
+//!
+//! Socket events (`handle_input`, `handle_closed`, `handle_write_error`)
+//! must be those of the connection the last [`Output::Connect`] opened: a
+//! runtime whose reader can outlive its connection tells late events apart
+//! itself (the blocking runtime numbers its connections).
 
 use std::io;
 use std::time::Instant;
@@ -73,7 +78,7 @@ pub struct Session {
     relay: Relay,
     life: Lifecycle,
     jobs: JobQueue,
-    stats: StatsTicker,
+    ticker: StatsTicker,
     conn: Conn,
     up: Up,
     stopping: bool,
@@ -87,7 +92,7 @@ impl Session {
             relay,
             life: Lifecycle::new(Target::new(opts), seed),
             jobs: JobQueue::new(opts.max_store_batch),
-            stats: StatsTicker::new(opts.stats_interval, now),
+            ticker: StatsTicker::new(opts.stats_interval, now),
             conn: Conn::Due,
             up: Up::default(),
             stopping: false,
@@ -222,14 +227,14 @@ impl Session {
     /// Without a connection: store results still come in and their
     /// follow-up work still goes out, but what the core would write is moot.
     fn poll_between(&mut self, now: Instant) -> Output {
-        self.stats
+        self.ticker
             .tick(now, self.relay.stats(), self.life.reconnects());
         self.relay.poll_transmit();
         self.take_actions();
         if let Some(job) = self.jobs.next_to_start() {
             return Output::Store(job);
         }
-        let wake = self.stats.deadline();
+        let wake = self.ticker.deadline();
         Output::Wait(match self.conn {
             Conn::Backoff { until } => wake.min(until),
             _ => wake,
@@ -241,7 +246,7 @@ impl Session {
         if self.relay.poll_timeout().is_some_and(|t| t <= now) {
             self.relay.handle_timeout(now);
         }
-        self.stats
+        self.ticker
             .tick(now, self.relay.stats(), self.life.reconnects());
         let transmit = self.relay.poll_transmit();
         self.take_actions();
@@ -268,7 +273,7 @@ impl Session {
             };
             return Output::Close;
         }
-        let mut wake = self.stats.deadline();
+        let mut wake = self.ticker.deadline();
         if let Some(t) = self.relay.poll_timeout() {
             wake = wake.min(t);
         }

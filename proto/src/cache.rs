@@ -197,7 +197,7 @@ impl<K: Hash + Eq, V, S: BuildHasher + Copy> GenMap<K, V, S> {
     /// `f` of the entry, as `get` would find it, with one lookup when it is
     /// young: `get` has to look twice, because a reference it returns from
     /// the first lookup would keep the map borrowed on the way to the
-    /// promotion. The relay itself reads with `peek` and `touch`.
+    /// promotion. The relay itself reads with `peek` and `promote`.
     #[cfg(test)]
     pub(crate) fn with<Q, R>(&mut self, k: &Q, f: impl FnOnce(&mut V) -> R) -> Option<R>
     where

@@ -58,7 +58,8 @@ impl Limit {
         Limit::MaxTokenLength,
     ];
 
-    /// The field's name, which the configuration file uses as its key.
+    /// The field's name; the configuration file's key for the limits it
+    /// sets (`max_stanza_bytes`, `max_depth`).
     pub fn name(self) -> &'static str {
         match self {
             Limit::MaxStanzaBytes => "max_stanza_bytes",
@@ -160,7 +161,8 @@ pub struct Config {
     /// slow store, `max_pending` stanzas of `max_stanza_bytes` each would
     /// be gigabytes.
     pub max_pending_bytes: usize,
-    /// Allow JIDs and bodies in debug logs (`--log-sensitive`).
+    /// Allow JIDs and pseudonyms in debug logs (`--log-sensitive`); bodies
+    /// are never logged.
     pub log_sensitive: bool,
 }
 

@@ -12,7 +12,7 @@
 //!   square of the depth, and rxml cannot resynchronise. So the framer scans
 //!   the rest of it as raw bytes (tags, quotes, CDATA) to its end, then starts
 //!   a fresh parser primed with the server's original stream header. Memory
-//!   stays bounded by the limit plus one slice.
+//!   stays bounded by the limit plus two slices.
 //! * Malformed XML, DTDs, comments, processing instructions, undeclared
 //!   entities and invalid UTF-8 are fatal: rxml cannot resynchronise, so the
 //!   caller closes the stream with [`FrameError::condition`].

@@ -18,8 +18,8 @@
 //! 3. On EOF or a socket error call [`Relay::handle_closed`]. On
 //!    [`Action::Disconnect`] write what is left, close the socket, and either
 //!    stop (shutdown, fatal reason) or reconnect after a backoff delay.
-//! 4. To stop, call [`Relay::shutdown`] and keep driving until the
-//!    `Disconnect(Shutdown)` action.
+//! 4. To stop, call [`Relay::shutdown`] and keep driving until an
+//!    `Action::Disconnect` (`Shutdown` when the stream closed cleanly).
 //!
 //! `axrelay-host`'s `Session` does all of this for both runtimes.
 //!
@@ -43,14 +43,20 @@ mod framer;
 mod element;
 mod ns;
 
-// The stanza path: decide a verdict, wait for the store if it must, apply.
-mod stanza;
-
-// What deciding reads: addresses, pseudonyms, the caches.
+// What deciding a stanza reads: addresses, pseudonyms, the caches.
 pub mod jid;
 pub mod pseudonym;
 
 mod cache;
+
+// The stanza path: decide a verdict, apply it, or wait for the store first.
+mod stanza;
+
+// What applying writes: the allow-list, fresh and translated ids, the one
+// serializer.
+mod filter;
+mod idmap;
+mod writer;
 
 // Waiting on the store: per-sender queues, the store's operations, its
 // keys and sealed values, the store contract.
@@ -59,12 +65,6 @@ mod pending;
 mod action;
 pub mod seal;
 pub mod store;
-
-// What applying writes: the allow-list, fresh and translated ids, the one
-// serializer.
-mod filter;
-mod idmap;
-mod writer;
 
 // Around it all: the configuration and the counters.
 mod config;

@@ -4,7 +4,8 @@
 //! queue; the store operations it needs are emitted at once (deduplicated
 //! across senders), so later stanzas prefetch while earlier ones wait, but a
 //! sender's stanzas complete strictly in arrival order. Other senders are not
-//! held up. Operations time out; late answers are ignored.
+//! held up. Operations time out; a late answer settles no stanza (a late
+//! failure still counts against the store).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;

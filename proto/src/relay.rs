@@ -27,9 +27,16 @@ use crate::writer::Writer;
 pub(crate) struct Known {
     /// Shared, so that each relayed message takes a reference, not a copy.
     pub(crate) identity: Arc<str>,
-    /// When this relay last wrote it to the store, and the store failure
-    /// count at that time.
-    pub(crate) written: Option<(Instant, u64)>,
+    /// When this relay last wrote it to the store; `None`: found there.
+    pub(crate) written: Option<Written>,
+}
+
+/// A write of a mapping by this relay.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Written {
+    pub(crate) at: Instant,
+    /// The store's failure count then: a failure since may have lost it.
+    pub(crate) failures_seen: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,8 +247,9 @@ impl Relay {
         }
     }
 
-    /// The outcome of an [`Action::Get`] or [`Action::Put`]; unknown or late
-    /// answers are ignored.
+    /// The outcome of an [`Action::Get`] or [`Action::Put`]. An answer to an
+    /// operation that timed out or went with its connection settles no
+    /// stanza; a late failure still counts against the store.
     pub fn handle_store(&mut self, op: OpId, outcome: StoreOutcome, now: Instant) {
         let settled = self.settle_outcome(op, outcome, now);
         self.settle(op, settled, now);

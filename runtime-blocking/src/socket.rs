@@ -5,15 +5,11 @@ use std::io::{self, Read};
 use std::net::TcpStream;
 use std::sync::mpsc::SyncSender;
 use std::thread;
-use std::time::Duration;
 
 use axrelay_host::connect::{self, ConnectError, Target};
+use axrelay_host::{READ_BUF, WRITE_TIMEOUT};
 
 use crate::inbox::Event;
-
-/// A write that makes no progress this long means the connection is dead.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-const READ_BUF: usize = 16 * 1024;
 
 /// Connect on a thread of its own; the result arrives as
 /// [`Event::Connected`] with number `conn`.

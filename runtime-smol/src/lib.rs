@@ -13,11 +13,11 @@ mod stop;
 use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axrelay_host::connect::{self, ConnectError};
 use axrelay_host::store_jobs::{spawn_workers, Job, Outcomes};
-use axrelay_host::{Exit, Options, Output, Session};
+use axrelay_host::{Exit, Options, Output, Session, READ_BUF, WRITE_TIMEOUT};
 use axrelay_proto::{Relay, Store};
 use smol::channel::{self, Receiver};
 use smol::future::{self, FutureExt};
@@ -25,10 +25,6 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Async, Task, Timer};
 
 pub use crate::stop::{stop_handle, StopSignal};
-
-/// A write that makes no progress this long means the connection is dead.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-const READ_BUF: usize = 16 * 1024;
 
 /// Connect, relay and reconnect until stopped or refused.
 ///

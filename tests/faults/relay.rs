@@ -181,7 +181,7 @@ impl RelayProcess {
         }
     }
 
-    /// Send SIGTERM (the graceful stop of SPEC §7).
+    /// Send SIGTERM (the graceful stop of SPEC §2).
     pub fn terminate(&self) {
         signal(self.pid, "TERM");
     }

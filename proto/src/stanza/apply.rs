@@ -9,7 +9,6 @@ use crate::filter::{self, Allowed, RefKind};
 use crate::idmap::{Origin, Sent};
 use crate::jid::Jid;
 use crate::ns;
-use crate::pending::Need;
 use crate::relay::Relay;
 
 use super::verdict::{Bounce, IqAnswer, PresenceAnswer, Relayed, Sender, Verdict, WriteState};
@@ -21,22 +20,11 @@ Write to someone's pseudonym to talk to them under yours; neither of you sees th
 What you type is passed on as it is: do not type what you want to keep private.";
 
 impl Relay {
-    /// Carry out `verdict` for the stanza it was reached for. A
-    /// [`Verdict::Wait`] comes back as its needs: the caller queues the
-    /// stanza.
-    pub(crate) fn apply(
-        &mut self,
-        st: Incoming<'_>,
-        verdict: Verdict<'_>,
-        now: Instant,
-    ) -> Result<(), Vec<Need>> {
-        self.remember(&verdict);
-        // Moved out only here: the other verdicts are read in place, which
-        // spares the relay path a copy of its verdict.
-        if let Verdict::Wait(w) = verdict {
-            return Err(w.needs);
-        }
-        match &verdict {
+    /// Carry out `verdict` for the stanza it was reached for, after
+    /// [`Relay::remember`]. A [`Verdict::Wait`] never comes here: the
+    /// callers queue its stanza (`wait.rs`).
+    pub(crate) fn apply(&mut self, st: Incoming<'_>, verdict: &Verdict<'_>, now: Instant) {
+        match verdict {
             Verdict::Drop(why) => {
                 log::trace!("dropped a stanza: {why:?}");
                 self.stats.dropped += 1;
@@ -54,10 +42,8 @@ impl Relay {
             Verdict::Bounce(b) => self.send_bounce(b),
             Verdict::Presence { to, local, answer } => self.presence_answer(to, *local, *answer),
             Verdict::Iq { from, to, answer } => self.iq_answer(st.head, from, to, *answer),
-            // Returned above.
-            Verdict::Wait(_) => {}
+            Verdict::Wait(_) => debug_assert!(false, "a waiting stanza is queued, not applied"),
         }
-        Ok(())
     }
 
     /// Record what deciding read from the caches: a computed pseudonym is
@@ -68,13 +54,13 @@ impl Relay {
             Verdict::Whoami { sender, .. } => self.remember_sender(sender),
             Verdict::Relay(r) => {
                 self.stats.cache_hits += 1;
-                if r.recipient_known == Gen::Old {
+                if r.recipient_gen == Gen::Old {
                     self.known.promote(r.recipient_local.as_str());
                 }
                 self.remember_sender(&r.sender);
             }
             Verdict::Wait(w) => {
-                if let Some((local, gen)) = w.recipient_known {
+                if let Some((local, gen)) = w.recipient_gen {
                     self.stats.cache_hits += 1;
                     if gen == Gen::Old {
                         self.known.promote(local);
@@ -87,7 +73,7 @@ impl Relay {
     }
 
     fn remember_sender(&mut self, sender: &Sender<'_>) {
-        match sender.cached {
+        match sender.forward_gen {
             Some(Gen::Young) => {}
             Some(Gen::Old) => {
                 self.forward.promote(sender.identity);
@@ -96,25 +82,9 @@ impl Relay {
                 .forward
                 .insert(sender.identity.to_owned(), sender.local),
         }
-        // Only here is the localpart's text needed (`as_str` checks it).
-        if sender.known == Some(Gen::Old) {
+        // `as_str` checks the text: only for an old entry.
+        if sender.known_gen == Some(Gen::Old) {
             self.known.promote(sender.local.as_str());
-        }
-    }
-
-    /// Write the sender's mapping again without holding anything up: it was
-    /// written once, but the store has failed since and may have lost it.
-    /// Used while the store is down, this fails too, and the next use tries
-    /// again; so does a use while `max_pending` such writes are in flight,
-    /// which keeps a slow store from collecting one per known sender.
-    fn write_behind(&mut self, sender: &Sender<'_>, now: Instant) {
-        let deadline = now + self.cfg.store_timeout;
-        let limit = self.cfg.max_pending;
-        let behind = self
-            .pending
-            .op_behind(&sender.local, sender.identity, deadline, limit);
-        if let Some((op, need)) = behind {
-            self.emit(&need, op);
         }
     }
 
@@ -217,7 +187,7 @@ impl Relay {
     /// The delivery error, back to the original sender from the bouncing
     /// user's pseudonym.
     fn send_bounce(&mut self, b: &Bounce<'_>) {
-        self.ids.touch(b.fresh, b.held);
+        self.ids.touch(b.fresh, b.fresh_gen);
         let sent = &b.sent;
         let mut s = self.writer.stanza(&mut self.out, "message");
         s.to(sent.origin.sender_full())

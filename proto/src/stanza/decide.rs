@@ -89,8 +89,8 @@ impl Relay {
         Sender {
             identity,
             local,
-            cached,
-            known,
+            forward_gen: cached,
+            known_gen: known,
             write,
         }
     }
@@ -104,13 +104,13 @@ impl Relay {
         let ttl = self.cfg.ttl;
         let state = match k.written {
             None => WriteState::Needed,
-            Some((at, _))
+            Some(w)
                 if ttl != 0
-                    && now.saturating_duration_since(at).as_secs() >= u64::from(ttl / 2) =>
+                    && now.saturating_duration_since(w.at).as_secs() >= u64::from(ttl / 2) =>
             {
                 WriteState::Needed
             }
-            Some((_, seen)) if seen != self.store_failures => WriteState::Refresh,
+            Some(w) if w.failures_seen != self.store_failures => WriteState::Refresh,
             Some(_) => WriteState::Done,
         };
         (state, Some(gen))
@@ -148,7 +148,7 @@ impl Relay {
             return Verdict::Wait(Wait {
                 needs: vec![need],
                 sender,
-                recipient_known: None,
+                recipient_gen: None,
             });
         }
         Verdict::Whoami { to: from, sender }
@@ -194,12 +194,12 @@ impl Relay {
                 sender,
                 recipient: known.identity.clone(),
                 recipient_local,
-                recipient_known: gen,
+                recipient_gen: gen,
             }),
             _ => Verdict::Wait(Wait {
                 needs,
                 sender,
-                recipient_known: recipient.map(|(_, gen)| (local, gen)),
+                recipient_gen: recipient.map(|(_, gen)| (local, gen)),
             }),
         }
     }
@@ -235,7 +235,7 @@ impl Relay {
             .unwrap_or("undefined-condition");
         Verdict::Bounce(Bounce {
             fresh,
-            held,
+            fresh_gen: held,
             sent,
             etype,
             cond,

@@ -23,8 +23,10 @@ use crate::ns;
 use crate::pending::Resolution;
 use crate::relay::Relay;
 
-/// A stanza and the attributes its handling reads, read once: the steps
-/// take this rather than the element and its head side by side.
+use self::verdict::Verdict;
+
+/// A stanza and the attributes its handling reads, read once for deciding
+/// and applying (an error reply reads them again: it is rare).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Incoming<'a> {
     el: &'a Element,
@@ -63,9 +65,13 @@ impl Relay {
             return self.enqueue(el, &sender, now);
         }
         let verdict = self.decide(st, &Resolution::default(), now);
-        if let Err(needs) = self.apply(st, verdict, now) {
-            let sender = sender.to_owned();
-            self.enqueue_with(el, &sender, needs, now);
+        self.remember(&verdict);
+        // Moved out only for a stanza that waits: the others are applied in
+        // place, which spares the relay path a copy of its verdict.
+        if let Verdict::Wait(w) = verdict {
+            let (sender, needs) = (sender.to_owned(), w.needs);
+            return self.enqueue_with(el, &sender, needs, now);
         }
+        self.apply(st, &verdict, now);
     }
 }

@@ -79,9 +79,9 @@ pub(crate) struct Sender<'a> {
     pub(crate) identity: &'a str,
     pub(crate) local: Local,
     /// Where `forward` holds it; `None`: computed now, to be cached.
-    pub(crate) cached: Option<Gen>,
+    pub(crate) forward_gen: Option<Gen>,
     /// Where `known` holds the mapping, if it does.
-    pub(crate) known: Option<Gen>,
+    pub(crate) known_gen: Option<Gen>,
     pub(crate) write: WriteState,
 }
 
@@ -106,7 +106,7 @@ pub(crate) struct Relayed<'a> {
     pub(crate) recipient: Arc<str>,
     pub(crate) recipient_local: Local,
     /// Where `known` holds the recipient's mapping.
-    pub(crate) recipient_known: Gen,
+    pub(crate) recipient_gen: Gen,
 }
 
 /// A delivery error to pass back, rebuilt from its type and defined
@@ -115,7 +115,7 @@ pub(crate) struct Relayed<'a> {
 pub(crate) struct Bounce<'a> {
     /// The fresh id the error names, and where the id map holds it.
     pub(crate) fresh: &'a str,
-    pub(crate) held: Gen,
+    pub(crate) fresh_gen: Gen,
     pub(crate) sent: Sent,
     pub(crate) etype: &'static str,
     pub(crate) cond: &'static str,
@@ -148,5 +148,5 @@ pub(crate) struct Wait<'a> {
     /// The recipient's localpart and where `known` holds its mapping, when
     /// it does (a cache hit even though the stanza waits for the sender's
     /// write).
-    pub(crate) recipient_known: Option<(&'a str, Gen)>,
+    pub(crate) recipient_gen: Option<(&'a str, Gen)>,
 }

@@ -9,9 +9,9 @@ use std::time::Instant;
 use crate::action::{Action, OpId, StoreOutcome};
 use crate::element::Element;
 use crate::pending::{Job, Need, OpKind, Resolution, Served, Settled};
-use crate::relay::{Known, Relay};
+use crate::relay::{Known, Relay, Written};
 
-use super::verdict::Verdict;
+use super::verdict::{Sender, Verdict};
 use super::Incoming;
 
 /// How often a job may go back for more operations. It goes back when a
@@ -70,8 +70,24 @@ impl Relay {
         op
     }
 
+    /// Write the sender's mapping again without holding anything up: it was
+    /// written once, but the store has failed since and may have lost it.
+    /// Used while the store is down, this fails too, and the next use tries
+    /// again; so does a use while `max_pending` such writes are in flight,
+    /// which keeps a slow store from collecting one per known sender.
+    pub(super) fn write_behind(&mut self, sender: &Sender<'_>, now: Instant) {
+        let deadline = now + self.cfg.store_timeout;
+        let limit = self.cfg.max_pending;
+        let behind = self
+            .pending
+            .op_behind(&sender.local, sender.identity, deadline, limit);
+        if let Some((op, need)) = behind {
+            self.emit(&need, op);
+        }
+    }
+
     /// The store action for a new operation.
-    pub(super) fn emit(&mut self, need: &Need, op: OpId) {
+    fn emit(&mut self, need: &Need, op: OpId) {
         let domain = &self.cfg.domain;
         match need {
             Need::Lookup(local) => {
@@ -98,15 +114,22 @@ impl Relay {
         while let Some(mut job) = self.pending.pop_ready(sender) {
             let st = Incoming::new(&job.stanza);
             let verdict = self.decide(st, &job.res, now);
-            let Err(needs) = self.apply(st, verdict, now) else {
-                continue;
+            self.remember(&verdict);
+            let needs = match verdict {
+                Verdict::Wait(w) => w.needs,
+                _ => {
+                    self.apply(st, &verdict, now);
+                    continue;
+                }
             };
             job.res.rounds += 1;
             if job.res.rounds > MAX_ROUNDS {
-                // A failed job is answered, never queued again.
+                // A failed job is answered, never queued again: deciding
+                // with a failed store never waits.
                 job.res.served = Served::Failed;
                 let verdict = self.decide(st, &job.res, now);
-                let _ = self.apply(st, verdict, now);
+                self.remember(&verdict);
+                self.apply(st, &verdict, now);
                 continue;
             }
             self.pending.push_front(sender, job);
@@ -138,7 +161,10 @@ impl Relay {
                         local,
                         Known {
                             identity,
-                            written: Some((now, self.store_failures)),
+                            written: Some(Written {
+                                at: now,
+                                failures_seen: self.store_failures,
+                            }),
                         },
                     );
                 }

@@ -94,8 +94,8 @@ fn whoami_for_an_unwritten_mapping_needs_a_write() {
         );
         assert_eq!(w.sender.local.as_str(), alice);
         // Computed, not cached: apply caches it.
-        assert_eq!(w.sender.cached, None);
-        assert_eq!(w.recipient_known, None);
+        assert_eq!(w.sender.forward_gen, None);
+        assert_eq!(w.recipient_gen, None);
     });
     // Nothing was cached by deciding.
     assert_eq!(h.relay.forward.len(), 0);
@@ -112,7 +112,7 @@ fn whoami_for_a_written_mapping_answers_it() {
         assert_eq!(to.full(), ALICE);
         assert_eq!(sender.local.as_str(), local_of("alice@a.example"));
         assert_eq!(sender.write, WriteState::Done);
-        assert_eq!(sender.cached, Some(Gen::Young));
+        assert_eq!(sender.forward_gen, Some(Gen::Young));
     });
     // Anything else to the relay gets the help text.
     fresh(&h, &message(ALICE, DOMAIN, "chat", "hello"), |v| {
@@ -193,7 +193,7 @@ fn a_message_between_known_pseudonyms_is_relayed() {
         };
         assert_eq!(&*r.recipient, "alice@a.example");
         assert_eq!(r.recipient_local.as_str(), local(&a));
-        assert_eq!(r.recipient_known, Gen::Young);
+        assert_eq!(r.recipient_gen, Gen::Young);
         assert_eq!(r.from.full(), BOB);
         assert_eq!(r.sender.local.as_str(), local_of("bob@b.example"));
         assert_eq!(r.sender.write, WriteState::Done);
@@ -383,14 +383,15 @@ fn deciding_promotes_nothing_and_applying_does() {
     let Verdict::Whoami { sender, .. } = &verdict else {
         panic!("expected whoami, got {verdict:?}")
     };
-    assert_eq!(sender.cached, Some(Gen::Old));
-    assert_eq!(sender.known, Some(Gen::Old));
+    assert_eq!(sender.forward_gen, Some(Gen::Old));
+    assert_eq!(sender.known_gen, Some(Gen::Old));
     assert_eq!(
         h.relay.known.peek(alice.as_str()).map(|e| e.1),
         Some(Gen::Old)
     );
     let now = h.now;
-    assert!(h.relay.apply(st, verdict, now).is_ok());
+    h.relay.remember(&verdict);
+    h.relay.apply(st, &verdict, now);
     assert_eq!(
         h.relay.known.peek(alice.as_str()).map(|e| e.1),
         Some(Gen::Young)
