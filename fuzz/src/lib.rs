@@ -21,7 +21,7 @@
 //!   and a write for each waiting stanza, and at most `max_pending` writes
 //!   behind (mappings written again after a store failure);
 //! * `stats().lookups`/`writes` equal the `Get`/`Put` actions seen, and
-//!   `stats().sessions` the successful handshakes;
+//!   `stats().sessions` the `Online` actions (successful handshakes);
 //! * after `Disconnect` the relay is idle;
 //! * after `handle_timeout(now)`, the next deadline is later than `now`
 //!   (a runtime never spins on a deadline that does not move).

@@ -76,6 +76,17 @@ pub enum Checks {
     Off,
 }
 
+/// A store operation the simulated store has not answered yet.
+#[derive(Debug)]
+pub struct Held {
+    /// The `Get` or `Put`.
+    pub action: Action,
+    /// When the relay gives up on it.
+    deadline: Instant,
+    /// The connection it was issued on.
+    conn: u32,
+}
+
 /// A relay and the server, store and clock around it.
 ///
 /// With [`Checks::Full`] a violation of any of these panics:
@@ -93,7 +104,7 @@ pub enum Checks {
 ///   and a write for each waiting stanza, and at most `max_pending` writes
 ///   behind (mappings written again after a store failure);
 /// * `stats().lookups`/`writes` equal the `Get`/`Put` actions seen, and
-///   `stats().sessions` the `Online` actions;
+///   `stats().sessions` the `Online` actions (successful handshakes);
 /// * after `Disconnect` the relay is idle;
 /// * after `handle_timeout(now)`, the next deadline is later than `now`
 ///   (a runtime never spins on a deadline that does not move).
@@ -111,7 +122,7 @@ pub struct Sim<S: Backend = HashMap<String, Vec<u8>>> {
     /// Store operations not answered yet (in [`StoreMode::Hold`]); answer
     /// them through [`Sim::answer`] and its siblings, which keep their
     /// deadlines in step.
-    pub held: Vec<Action>,
+    pub held: Vec<Held>,
     /// Keys of store operations, in the order the relay asked (full checks).
     pub log: Vec<String>,
     /// Whether to keep every byte written in [`Sim::raw_out`].
@@ -142,8 +153,6 @@ pub struct Sim<S: Backend = HashMap<String, Vec<u8>>> {
     pub stream_id: String,
     checks: Checks,
     check: Option<XmlCheck>,
-    /// Deadline and connection of each of `held`.
-    held_at: Vec<(Instant, u32)>,
     asked_gets: u64,
     asked_puts: u64,
     pings: u64,
@@ -190,7 +199,6 @@ impl<S: Backend + Default> Sim<S> {
             stream_id: STREAM_ID.to_owned(),
             checks,
             check,
-            held_at: Vec::new(),
             asked_gets: 0,
             asked_puts: 0,
             pings: 0,
@@ -369,8 +377,11 @@ impl<S: Backend> Sim<S> {
                             StoreMode::Fail => self.perform(a, Answer::Fail),
                             StoreMode::Hold => {
                                 let deadline = self.now + self.relay.config().store_timeout;
-                                self.held.push(a);
-                                self.held_at.push((deadline, self.conn));
+                                self.held.push(Held {
+                                    action: a,
+                                    deadline,
+                                    conn: self.conn,
+                                });
                             }
                         }
                     }
@@ -427,28 +438,23 @@ impl<S: Backend> Sim<S> {
             return;
         }
         let i = i % self.held.len();
-        let a = self.held.remove(i);
-        if i < self.held_at.len() {
-            self.held_at.remove(i);
-        }
-        self.perform(a, how);
+        let held = self.held.remove(i);
+        self.perform(held.action, how);
         self.pump();
     }
 
     /// Answer the operations held now from the store, then drain.
     pub fn release(&mut self) {
-        self.held_at.clear();
-        for a in std::mem::take(&mut self.held) {
-            self.perform(a, Answer::Right);
+        for held in std::mem::take(&mut self.held) {
+            self.perform(held.action, Answer::Right);
         }
         self.pump();
     }
 
     /// Fail the operations held now, then drain.
     pub fn fail_held(&mut self) {
-        self.held_at.clear();
-        for a in std::mem::take(&mut self.held) {
-            self.perform(a, Answer::Fail);
+        for held in std::mem::take(&mut self.held) {
+            self.perform(held.action, Answer::Fail);
         }
         self.pump();
     }
@@ -485,9 +491,9 @@ impl<S: Backend> Sim<S> {
         );
         let cfg = self.relay.config();
         let live = self
-            .held_at
+            .held
             .iter()
-            .filter(|&&(deadline, conn)| conn == self.conn && self.now < deadline)
+            .filter(|h| h.conn == self.conn && self.now < h.deadline)
             .count();
         if !self.relay.is_idle() {
             assert!(

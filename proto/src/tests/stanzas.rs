@@ -136,7 +136,7 @@ fn writes_behind_are_bounded_while_the_store_is_slow() {
     assert!(h
         .held
         .iter()
-        .all(|a| matches!(a, crate::Action::Put { .. })));
+        .all(|h| matches!(h.action, crate::Action::Put { .. })));
     // The store answers: the two are written; the others at their next use.
     h.mode = StoreMode::Auto;
     h.release_all();
