@@ -14,14 +14,14 @@
 //! itself (the blocking runtime numbers its connections).
 
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axrelay_proto::{Action, DisconnectReason, Relay};
 use bytes::Bytes;
 
 use crate::connect::{ConnectError, Target};
 use crate::lifecycle::{Lifecycle, Next};
-use crate::options::{Exit, Options};
+use crate::options::{Exit, Options, WRITE_TIMEOUT};
 use crate::report::StatsTicker;
 use crate::store_jobs::{Job, JobQueue, Outcomes};
 
@@ -112,6 +112,21 @@ impl Session {
     /// Whether a stop was requested (a runtime stops listening for more).
     pub fn is_stopping(&self) -> bool {
         self.stopping
+    }
+
+    /// How long the next write may block before the connection counts as
+    /// dead: [`WRITE_TIMEOUT`], or during a stop what is left of its grace,
+    /// so that a server that stopped reading cannot hold the stop up.
+    pub fn write_timeout(&self, now: Instant) -> Duration {
+        let left = self
+            .up
+            .stop_deadline
+            .filter(|_| matches!(self.conn, Conn::Up))
+            .map(|d| {
+                d.saturating_duration_since(now)
+                    .max(Duration::from_millis(1))
+            });
+        left.map_or(WRITE_TIMEOUT, |l| l.min(WRITE_TIMEOUT))
     }
 
     /// Whether a store job is out: only then can a result arrive.

@@ -53,7 +53,14 @@ pub fn run(relay: Relay, opts: Options, store: Arc<dyn Store>, inbox: Inbox) -> 
                     }
                 }
                 Output::Transmit(bytes) => {
-                    let written = stream.as_mut().map(|s| s.write_all(&bytes));
+                    let written = stream.as_mut().map(|s| {
+                        if session.is_stopping() {
+                            // The socket's bound is the full write timeout.
+                            let left = session.write_timeout(Instant::now());
+                            s.set_write_timeout(Some(left))?;
+                        }
+                        s.write_all(&bytes)
+                    });
                     if let Some(Err(e)) = written {
                         session.handle_write_error(&e, Instant::now());
                     }

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use axrelay_host::connect::{self, ConnectError};
 use axrelay_host::store_jobs::{spawn_workers, Job, Outcomes};
-use axrelay_host::{Exit, Options, Output, Session, READ_BUF, WRITE_TIMEOUT};
+use axrelay_host::{Exit, Options, Output, Session, READ_BUF};
 use axrelay_proto::{Relay, Store};
 use smol::channel::{self, Receiver};
 use smol::future::{self, FutureExt};
@@ -118,10 +118,11 @@ impl Loop {
     async fn write(&mut self, bytes: &[u8]) {
         let Some(stream) = &self.stream else { return };
         let mut w = stream;
+        let timeout = self.session.write_timeout(Instant::now());
         let written = w
             .write_all(bytes)
             .or(async {
-                Timer::after(WRITE_TIMEOUT).await;
+                Timer::after(timeout).await;
                 Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "the server stopped reading",

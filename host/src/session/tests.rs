@@ -6,6 +6,7 @@ use std::time::Duration;
 use axrelay_proto::{Config, OpId, Pseudonymizer, StoreOutcome};
 
 use super::*;
+use crate::options::WRITE_TIMEOUT;
 use crate::store_jobs::MAX_IN_FLIGHT;
 
 const DOMAIN: &str = "axr.example";
@@ -178,6 +179,20 @@ fn a_stop_closes_the_stream_and_exits_when_the_server_closes() {
     s.handle_input(b"</stream:stream>", t0);
     let (out, _) = outputs(&mut s, t0);
     assert_eq!(out, vec![Output::Close, Output::Exit(Exit::Stopped)]);
+}
+
+#[test]
+fn during_a_stop_a_write_may_block_only_for_what_is_left_of_the_grace() {
+    let (mut s, t0) = session(Duration::from_secs(300));
+    assert_eq!(s.write_timeout(t0), WRITE_TIMEOUT);
+    online(&mut s, t0);
+    assert_eq!(s.write_timeout(t0), WRITE_TIMEOUT);
+    s.handle_stop(t0);
+    let grace = Lifecycle::stop_grace(CLOSE);
+    assert_eq!(s.write_timeout(t0), grace);
+    let later = t0 + grace - Duration::from_secs(1);
+    assert_eq!(s.write_timeout(later), Duration::from_secs(1));
+    assert_eq!(s.write_timeout(t0 + grace * 2), Duration::from_millis(1));
 }
 
 #[test]
