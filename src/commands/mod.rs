@@ -1,5 +1,6 @@
 //! One module per sub-command, and what they share.
 
+pub mod check;
 pub mod hash;
 pub mod run;
 pub mod secret;
@@ -20,6 +21,20 @@ pub enum Status {
     Config = 2,
     /// The server refused the component.
     Refused = 3,
+    /// `hash --lookup`: a pseudonym was not found.
+    NotFound = 4,
+}
+
+/// Print the manual page of `command` on stdout.
+pub fn manpage(command: clap::Command) -> Status {
+    let mut out = std::io::stdout().lock();
+    match clap_mangen::Man::new(command).render(&mut out) {
+        Ok(()) => Status::Ok,
+        Err(e) => {
+            logging::fatal(format!("cannot write the manual page: {e}"));
+            Status::Failure
+        }
+    }
 }
 
 /// Start logging and load the configuration, warning about what it ignores.
