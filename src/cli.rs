@@ -78,8 +78,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff), for `man -l -`.
-    Manpage,
+    /// Write the manual pages (roff) into DIR: axrelay.1 and one per
+    /// sub-command.
+    Manpage {
+        /// The directory, e.g. /usr/local/share/man/man1.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// Options every command that reads the configuration takes.

@@ -34,7 +34,7 @@ fn main() -> ExitCode {
             );
             commands::Status::Ok
         }
-        Command::Manpage => commands::manpage(Cli::command()),
+        Command::Manpage { dir } => commands::manpage(Cli::command(), &dir),
     };
     ExitCode::from(status as u8)
 }

@@ -25,13 +25,15 @@ pub enum Status {
     NotFound = 4,
 }
 
-/// Print the manual page of `command` on stdout.
-pub fn manpage(command: clap::Command) -> Status {
-    let mut out = std::io::stdout().lock();
-    match clap_mangen::Man::new(command).render(&mut out) {
+/// Write the manual pages of `command` and its sub-commands into `dir`.
+pub fn manpage(command: clap::Command, dir: &std::path::Path) -> Status {
+    match clap_mangen::generate_to(command, dir) {
         Ok(()) => Status::Ok,
         Err(e) => {
-            logging::fatal(format!("cannot write the manual page: {e}"));
+            logging::fatal(format!(
+                "{}: cannot write the manual pages: {e}",
+                dir.display()
+            ));
             Status::Failure
         }
     }
