@@ -871,8 +871,21 @@ fn check_reports_config_store_and_server() {
     assert!(!db.exists(), "check created the database");
     assert_eq!(text(&out.stderr), "");
 
+    // A database a running relay holds is in use, which is no failure.
+    let held = FileStore::open(&db).unwrap();
+    let out = axrelay(&["check", "-c", p(&conf)]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(&format!(
+            "store: ok: database file {} is in use by a running relay (not opened)\n",
+            db.display()
+        )),
+        "{}",
+        text(&out.stdout)
+    );
+    drop(held);
+
     // An existing database opens; with the server gone the status is 1.
-    FileStore::open(&db).unwrap();
     drop(listener);
     let out = axrelay(&["check", "-c", p(&conf)]);
     assert_eq!(code(&out), 1, "{}", text(&out.stdout));
