@@ -10,11 +10,40 @@ const EXIT_STATUS: &str = "\
 Exit status:
   0  stopped cleanly after SIGINT or SIGTERM, or the command succeeded
   1  a runtime failure: the store or the log file cannot be opened, a store
-     operation of `hash` failed, or the relay stopped for another reason
+     operation of `hash` failed, `check` could not open the store or reach
+     the server, or the relay stopped for another reason
+  2  a configuration or usage error; the message names file, section and key
+  3  `run`: the XMPP server refused the component (wrong [relay] password, or
+     the server does not know [relay] jid): fix the configuration, retrying
+     will not help
+  4  `hash --lookup`: a pseudonym was not found (printed as `=> None`)";
+
+const RUN_STATUS: &str = "\
+Exit status:
+  0  stopped cleanly after SIGINT or SIGTERM
+  1  a runtime failure: the store or the log file cannot be opened, a second
+     stop signal, or the relay stopped for another reason
   2  a configuration or usage error; the message names file, section and key
   3  the XMPP server refused the component (wrong [relay] password, or the
      server does not know [relay] jid): fix the configuration, retrying will
      not help";
+
+const HASH_STATUS: &str = "\
+Exit status:
+  0  every JID was hashed (with --lookup: every pseudonym was found)
+  1  a runtime failure: the store or the log file cannot be opened, or a store
+     operation failed
+  2  a configuration or usage error (an argument that is not a JID, too); the
+     message names file, section and key
+  4  with --lookup: a pseudonym was not found (printed as `PSEUDONYM => None`)";
+
+const CHECK_STATUS: &str = "\
+Exit status:
+  0  the configuration is valid, the store opens and the server's component
+     port (and the proxy) answers; warnings do not change the status
+  1  the configuration is valid, but the store cannot be opened or the server
+     (or the proxy) cannot be reached
+  2  a configuration or usage error; the message names file, section and key";
 
 /// Anonymizing XMPP relay: an XEP-0114 component that gives every user a
 /// stable pseudonym.
@@ -30,15 +59,32 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Connect to the XMPP server and relay until SIGINT or SIGTERM.
-    #[command(after_help = EXIT_STATUS)]
+    #[command(after_help = RUN_STATUS)]
     Run(RunArgs),
+    /// Check the configuration, open the store, connect to the server's
+    /// component port (and the proxy), and say what was found.
+    #[command(after_help = CHECK_STATUS)]
+    Check(CheckArgs),
     /// Print a new random secret: base64 of 32 bytes, for `[hash] secret`
     /// and `encrypt`.
     Secret,
     /// Print the pseudonym of each JID (`JID => PSEUDONYM`), optionally
     /// storing the mapping; or, with --lookup, the JID behind each pseudonym.
-    #[command(after_help = EXIT_STATUS)]
+    #[command(after_help = HASH_STATUS)]
     Hash(HashArgs),
+    /// Print shell completions for SHELL.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (roff) into DIR: axrelay.1 and one per
+    /// sub-command.
+    Manpage {
+        /// The directory, e.g. /usr/local/share/man/man1.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// Options every command that reads the configuration takes.
@@ -82,6 +128,14 @@ pub struct RunArgs {
     pub log_sensitive: bool,
 }
 
+/// `axrelay check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Configuration file.
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_PATH)]
+    pub config: PathBuf,
+}
+
 /// `axrelay hash`.
 #[derive(Debug, Args)]
 pub struct HashArgs {
@@ -95,6 +149,6 @@ pub struct HashArgs {
     #[arg(short = 'l', long)]
     pub lookup: bool,
     /// JIDs (or pseudonyms, with --lookup).
-    #[arg(value_name = "JID")]
+    #[arg(value_name = "JID", required = true)]
     pub jids: Vec<String>,
 }

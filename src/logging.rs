@@ -7,7 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -117,8 +117,14 @@ struct WatchedFile {
     at_record_start: bool,
 }
 
+/// Open for appending; a new file is readable by its owner only (the log
+/// may name people with `--log-sensitive`, and says when each talked).
 fn open_append(path: &Path) -> io::Result<(File, (u64, u64))> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
     let meta = file.metadata()?;
     Ok((file, (meta.dev(), meta.ino())))
 }
@@ -184,6 +190,16 @@ mod tests {
         f.flush().unwrap();
         assert_eq!(std::fs::read_to_string(&rotated).unwrap(), "one\n");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
+    }
+
+    #[test]
+    fn a_new_log_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("axrelay.log");
+        let _f = WatchedFile::open(&path, ReopenFlag::default()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

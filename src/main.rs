@@ -1,4 +1,5 @@
-//! `axrelay`: run the relay, make secrets, compute and look up pseudonyms.
+//! `axrelay`: run the relay, check its configuration, make secrets, compute
+//! and look up pseudonyms.
 
 #![forbid(unsafe_code)]
 
@@ -13,7 +14,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Command};
 
@@ -21,8 +22,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let status = match cli.command {
         Command::Run(args) => commands::run::run(&args),
+        Command::Check(args) => commands::check::check(&args),
         Command::Secret => commands::secret::secret(),
         Command::Hash(args) => commands::hash::hash(&args),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "axrelay",
+                &mut std::io::stdout(),
+            );
+            commands::Status::Ok
+        }
+        Command::Manpage { dir } => commands::manpage(Cli::command(), &dir),
     };
     ExitCode::from(status as u8)
 }

@@ -186,7 +186,7 @@ fn config_errors_name_file_section_and_key() {
     assert_eq!(
         text(&out.stderr).trim_end(),
         format!(
-            "axrelay: {}: [relay] port: expected a port number, got 'abc'",
+            "axrelay: {}: [relay] port: expected a port number from 1 to 65535, got 'abc'",
             conf.display()
         )
     );
@@ -235,7 +235,10 @@ fn unknown_and_2014_keys_are_warned_by_name() {
     let dir = Dir::new();
     let conf = dir.write(
         "sample.conf",
-        &format!("{SAMPLE_2014}\n[relay]\ncolour = blue\n[extras]\nx = 1\n"),
+        &format!(
+            "{}\n[extras]\nx = 1\n",
+            SAMPLE_2014.replace("[relay]\n", "[relay]\ncolour = blue\n")
+        ),
     );
     let out = axrelay(&["hash", "-c", p(&conf), "alice@example.com"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
@@ -357,7 +360,7 @@ fn store_then_lookup_with_a_file_store_across_processes() {
     );
 
     // A new process finds both; an unknown pseudonym and a malformed one
-    // are None. A bare localpart means one at the relay's domain.
+    // are None (status 4). A bare localpart means one at the relay's domain.
     let stranger = pseudonym_of("carol@example.org");
     let bob_local = bob.split('@').next().unwrap();
     let out = axrelay(&[
@@ -370,7 +373,7 @@ fn store_then_lookup_with_a_file_store_across_processes() {
         bob_local,
         "nobody@axr.example.org",
     ]);
-    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(code(&out), 4, "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
         format!(
@@ -423,24 +426,33 @@ fn lookup_ignores_a_poisoned_entry() {
         p(&conf),
         &format!("{local}@{domain}"),
     ]);
-    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(code(&out), 4, "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), format!("{local}@{domain} => None\n"));
 }
 
 #[test]
 fn help_and_version() {
-    for args in [
-        &["help"][..],
-        &["--help"],
-        &["run", "--help"],
-        &["help", "hash"],
+    for (args, statuses) in [
+        (&["help"][..], &["0 ", "1 ", "2 ", "3 ", "4 "][..]),
+        (&["--help"], &["0 ", "1 ", "2 ", "3 ", "4 "]),
+        (&["run", "--help"], &["0 ", "1 ", "2 ", "3 "]),
+        (&["help", "hash"], &["0 ", "1 ", "2 ", "4 "]),
+        (&["check", "--help"], &["0 ", "1 ", "2 "]),
     ] {
         let out = axrelay(args);
         assert_eq!(code(&out), 0, "{args:?}");
         let help = text(&out.stdout);
-        assert!(help.contains("Exit status:"), "{args:?}: {help}");
-        assert!(help.contains("3  the XMPP server refused"), "{help}");
+        let (_, listed) = help
+            .split_once("Exit status:\n")
+            .unwrap_or_else(|| panic!("{args:?}: {help}"));
+        let listed: Vec<&str> = listed
+            .lines()
+            .filter_map(|l| l.strip_prefix("  ").filter(|l| !l.starts_with(' ')))
+            .map(|l| &l[..2])
+            .collect();
+        assert_eq!(listed, statuses, "{args:?}: {help}");
     }
+    assert!(text(&axrelay(&["run", "--help"]).stdout).contains("3  the XMPP server refused"));
     let run_help = text(&axrelay(&["run", "--help"]).stdout);
     for flag in [
         "--config",
@@ -650,4 +662,272 @@ fn sigint_stops_a_relay_that_cannot_reach_its_server() {
     signal(&child, "INT");
     let status = wait_with_deadline(&mut child, Duration::from_secs(10));
     assert_eq!(status, 0, "{}", stderr_of(&mut child));
+}
+
+#[test]
+fn hash_needs_an_argument() {
+    let dir = Dir::new();
+    let conf = dir.write("a.conf", &config(9, "", ""));
+    let out = axrelay(&["hash", "-c", p(&conf)]);
+    assert_eq!(code(&out), 2);
+    assert_eq!(text(&out.stdout), "");
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("error: the following required arguments were not provided:\n  <JID>..."),
+        "{err}"
+    );
+    assert!(err.contains("Usage: axrelay hash"), "{err}");
+}
+
+#[test]
+fn lookup_of_an_unknown_pseudonym_exits_4() {
+    let dir = Dir::new();
+    let db = dir.path("p.db");
+    let conf = dir.write(
+        "a.conf",
+        &config(
+            9,
+            "",
+            &format!("[local_storage]\npath = {}\n", db.display()),
+        ),
+    );
+    let alice = pseudonym_of("alice@example.com");
+    let out = axrelay(&["hash", "-q", "-S", "-c", p(&conf), "alice@example.com"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let out = axrelay(&["hash", "-l", "-c", p(&conf), &alice]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{alice} => alice@example.com\n"));
+    // One found and one not: 4, and both lines printed.
+    let bob = pseudonym_of("bob@example.com");
+    let out = axrelay(&["hash", "-l", "-c", p(&conf), &alice, &bob]);
+    assert_eq!(code(&out), 4, "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{alice} => alice@example.com\n{bob} => None\n")
+    );
+}
+
+/// A file created by the binary, outside systemd (umask 022 here).
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn log_file_and_database_are_created_private() {
+    let dir = Dir::new();
+    let db = dir.path("pseudonyms.db");
+    let log = dir.path("axrelay.log");
+    let conf = dir.write(
+        "a.conf",
+        &config(
+            9,
+            "",
+            &format!("[local_storage]\npath = {}\n", db.display()),
+        ),
+    );
+    let out = Command::new(BIN)
+        .args([
+            "hash",
+            "-S",
+            "--log-file",
+            p(&log),
+            "-c",
+            p(&conf),
+            "alice@example.com",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(mode_of(&log), 0o600);
+    assert_eq!(mode_of(&db), 0o600);
+}
+
+/// `run` and `check` refuse `conf_text` with status 2 and exactly `expect`
+/// (after the file's path).
+fn refused_with(conf_text: &str, expect: &str) {
+    let dir = Dir::new();
+    let conf = dir.write("a.conf", conf_text);
+    let want = format!("{}: {expect}", conf.display());
+    let out = axrelay(&["run", "-c", p(&conf)]);
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), format!("axrelay: {want}\n"));
+    let out = axrelay(&["check", "-c", p(&conf)]);
+    assert_eq!(code(&out), 2, "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(&format!("\nerror: {want}\n")),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn config_gotchas_are_refused_with_exact_messages() {
+    let good = config(5347, "", "");
+    refused_with(
+        &good.replace("server = 127.0.0.1", "server = \"127.0.0.1\""),
+        "line 3: [relay] server: the value is in quotes, which would be part of it (values are \
+         taken as written); remove the quotes",
+    );
+    refused_with(
+        &good.replace(
+            &format!("secret = {GOOD_SECRET}"),
+            &format!("secret = '{GOOD_SECRET}'"),
+        ),
+        "line 9: [hash] secret: the value is in quotes, which would be part of it (values are \
+         taken as written); remove the quotes",
+    );
+    refused_with(
+        &good.replace("keepalive = 60", "keepalive = 60\nPort = 5348"),
+        "line 7: [relay] port: repeated (first at line 4); keep one of the two",
+    );
+    refused_with(
+        &format!("{good}[relay]\nserver = ::1\n"),
+        "line 13: [relay] repeated (first at line 1); merge the two sections into one",
+    );
+    refused_with(
+        &format!("{good}[limits]\nmax_stanza_bytes = 99999999999\n"),
+        "[limits] max_stanza_bytes: expected a whole number from 4096 to 16777216, got \
+         '99999999999'",
+    );
+    refused_with(
+        &format!("{good}[limits]\nmax_depth = 2\n"),
+        "[limits] max_depth: expected a whole number from 4 to 256, got '2'",
+    );
+    refused_with(
+        &good.replace("keepalive = 60", "keepalive = 0"),
+        "[relay] keepalive: expected a number of seconds from 1 to 86400, got '0'",
+    );
+    refused_with(
+        &good.replace("port = 5347", "port = 65536"),
+        "[relay] port: expected a port number from 1 to 65535, got '65536'",
+    );
+}
+
+#[test]
+fn a_byte_order_mark_is_accepted() {
+    let dir = Dir::new();
+    let conf = dir.write("bom.conf", &format!("\u{feff}{}", config(9, "", "")));
+    let out = axrelay(&["hash", "-c", p(&conf), "alice@example.com"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "alice@example.com => {}\n",
+            pseudonym_of("alice@example.com")
+        )
+    );
+}
+
+#[test]
+fn a_2014_file_without_identity_draws_a_warning() {
+    let dir = Dir::new();
+    let conf = dir.write("sample.conf", SAMPLE_2014);
+    let out = axrelay(&["hash", "-c", p(&conf), "alice@example.com"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}: [hash] identity: not set in a file of the 2014 axrelay's layout; pseudonyms \
+             are then made from bare JIDs and differ from the 2014 tool's, which hashed full \
+             JIDs: add `identity = full` to keep the old pseudonyms (or `identity = bare` to \
+             confirm new ones)",
+            conf.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_reports_config_store_and_server() {
+    let dir = Dir::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let db = dir.path("pseudonyms.db");
+    let store = format!(
+        "[local_storage]\npath = {}\nencrypt = {GOOD_ENCRYPT}\n",
+        db.display()
+    );
+    let conf = dir.write("a.conf", &config(port, "", &store));
+    let out = axrelay(&["check", "-c", p(&conf)]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "checking {conf}\n\
+             config: ok: component axr.example.org, bare-JID pseudonyms, server \
+             127.0.0.1:{port}\n\
+             store: ok: database file {db} does not exist yet; `run` creates it in {dir}, which \
+             must be writable by the user it runs as\n\
+             server: 127.0.0.1 resolves to 127.0.0.1:{port}\n\
+             server: ok: connected to 127.0.0.1:{port}\n\
+             all checks passed\n",
+            conf = conf.display(),
+            db = db.display(),
+            dir = dir.0.path().display(),
+        )
+    );
+    assert!(!db.exists(), "check created the database");
+    assert_eq!(text(&out.stderr), "");
+
+    // A database a running relay holds is in use, which is no failure.
+    let held = FileStore::open(&db).unwrap();
+    let out = axrelay(&["check", "-c", p(&conf)]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(&format!(
+            "store: ok: database file {} is in use by a running relay (not opened)\n",
+            db.display()
+        )),
+        "{}",
+        text(&out.stdout)
+    );
+    drop(held);
+
+    // An existing database opens; with the server gone the status is 1.
+    drop(listener);
+    let out = axrelay(&["check", "-c", p(&conf)]);
+    assert_eq!(code(&out), 1, "{}", text(&out.stdout));
+    let report = text(&out.stdout);
+    assert!(
+        report.contains(&format!(
+            "store: ok: database file {} opens\n",
+            db.display()
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "server: error: cannot connect to 127.0.0.1:{port}: Connection refused"
+        )),
+        "{report}"
+    );
+    assert!(report.ends_with("some checks failed\n"), "{report}");
+
+    // Through a proxy that is not there.
+    let conf = dir.write(
+        "proxy.conf",
+        &config(port, "", "").replace("keepalive = 60", "proxy = socks5://127.0.0.1:9"),
+    );
+    let out = axrelay(&["check", "-c", p(&conf)]);
+    assert_eq!(code(&out), 1, "{}", text(&out.stdout));
+    let report = text(&out.stdout);
+    assert!(
+        report.contains("proxy: 127.0.0.1 resolves to 127.0.0.1:9\n"),
+        "{report}"
+    );
+    assert!(
+        report.contains("server: error: cannot connect to SOCKS5 proxy 127.0.0.1:9"),
+        "{report}"
+    );
+
+    // A file that cannot be read is a configuration error.
+    let out = axrelay(&["check", "-c", p(&dir.path("none.conf"))]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stdout).contains("error: ") && text(&out.stdout).contains("cannot read"),
+        "{}",
+        text(&out.stdout)
+    );
 }

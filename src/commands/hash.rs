@@ -124,6 +124,7 @@ fn lookup(settings: &Settings, pseudonyms: &[String]) -> Result<Status, Status> 
     let codec = StoreCodec::new(store_settings.encrypt());
     let verifier = Pseudonymizer::new(hash.secret.as_bytes());
     let mut status = Status::Ok;
+    let mut missing = false;
     for typed in pseudonyms {
         let (local, domain) = match pseudonym_parts(typed, &hash) {
             Ok(parts) => parts,
@@ -136,10 +137,12 @@ fn lookup(settings: &Settings, pseudonyms: &[String]) -> Result<Status, Status> 
         if domain != hash.domain {
             log::warn!("{typed} is not at the relay's domain {}", hash.domain);
             println!("{typed} => None");
+            missing = true;
             continue;
         }
         if !Pseudonymizer::is_well_formed(&local) {
             println!("{typed} => None");
+            missing = true;
             continue;
         }
         match store.get(&codec.key(&local, &domain)) {
@@ -150,12 +153,17 @@ fn lookup(settings: &Settings, pseudonyms: &[String]) -> Result<Status, Status> 
                     .and_then(|v| codec.open(&local, &domain, &v))
                     .filter(|identity| verifier.verify(&local, identity));
                 println!("{typed} => {}", real.as_deref().unwrap_or("None"));
+                missing |= real.is_none();
             }
             Err(e) => {
                 logging::fatal(format!("{typed}: lookup failed: {e}"));
                 status = status.max(Status::Failure);
             }
         }
+    }
+    // Errors say more than a miss.
+    if status == Status::Ok && missing {
+        status = Status::NotFound;
     }
     Ok(status)
 }

@@ -1,5 +1,6 @@
 //! One module per sub-command, and what they share.
 
+pub mod check;
 pub mod hash;
 pub mod run;
 pub mod secret;
@@ -20,6 +21,22 @@ pub enum Status {
     Config = 2,
     /// The server refused the component.
     Refused = 3,
+    /// `hash --lookup`: a pseudonym was not found.
+    NotFound = 4,
+}
+
+/// Write the manual pages of `command` and its sub-commands into `dir`.
+pub fn manpage(command: clap::Command, dir: &std::path::Path) -> Status {
+    match clap_mangen::generate_to(command, dir) {
+        Ok(()) => Status::Ok,
+        Err(e) => {
+            logging::fatal(format!(
+                "{}: cannot write the manual pages: {e}",
+                dir.display()
+            ));
+            Status::Failure
+        }
+    }
 }
 
 /// Start logging and load the configuration, warning about what it ignores.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axrelay::config::{relay_config, secrets, Runtime, StoreSettings};
+use axrelay::config::{relay_config, secrets, Runtime, Settings, StoreSettings};
 use axrelay::logging;
 use axrelay::store::{self, MemcachedStore};
 use axrelay_host::Exit;
@@ -33,14 +33,12 @@ fn try_run(args: &RunArgs) -> Result<Status, Status> {
         Status::Config
     })?;
     let path = settings.path().display();
-    if secrets::PUBLISHED_PASSWORDS.contains(&plan.config.password.as_str()) {
-        log::warn!(
-            "{path}: [relay] password: a published sample value; any local process that \
-             guesses it can take over the component domain. Set a long random one on both \
-             sides (`axrelay secret` makes one)"
-        );
+    if let Some(w) = password_warning(&settings, &plan.config.password) {
+        log::warn!("{w}");
     }
-    warn_about_store(&plan.store);
+    if let Some(w) = store_warning(&plan.store) {
+        log::warn!("{w}");
+    }
     if args.log_sensitive {
         log::warn!(
             "--log-sensitive: debug messages name people and their pseudonyms{}; \
@@ -126,19 +124,32 @@ fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, Status> {
     store::open(settings).map_err(|e| failed(&e))
 }
 
-fn warn_about_store(store: &StoreSettings) {
+/// The warning about a published component password, if it is one.
+pub(super) fn password_warning(settings: &Settings, password: &str) -> Option<String> {
+    secrets::PUBLISHED_PASSWORDS.contains(&password).then(|| {
+        format!(
+            "{}: [relay] password: a published sample value; any local process that \
+             guesses it can take over the component domain. Set a long random one on both \
+             sides (`axrelay secret` makes one)",
+            settings.path().display()
+        )
+    })
+}
+
+/// The warning about a store that forgets or keeps mappings in clear.
+pub(super) fn store_warning(store: &StoreSettings) -> Option<String> {
     match store {
-        StoreSettings::Memory { .. } => log::warn!(
+        StoreSettings::Memory { .. } => Some(
             "no [local_storage] path and no [memcache]: mappings live in memory, and a \
              restart loses them (people must send /whoami again before they can be reached)"
+                .to_owned(),
         ),
         StoreSettings::File { encrypt: None, .. }
-        | StoreSettings::Memcached { encrypt: None, .. } => {
-            log::warn!(
-                "no encrypt key for the store: mappings are stored in clear, and a copy of \
-                 the store de-anonymizes everyone in it (add `encrypt = ` output of `axrelay secret`)"
-            )
-        }
-        _ => {}
+        | StoreSettings::Memcached { encrypt: None, .. } => Some(
+            "no encrypt key for the store: mappings are stored in clear, and a copy of \
+             the store de-anonymizes everyone in it (add `encrypt = ` output of `axrelay secret`)"
+                .to_owned(),
+        ),
+        _ => None,
     }
 }

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axrelay_host::socks5::Proxy;
-use axrelay_proto::{IdentityMode, KeepaliveMode, Limits};
+use axrelay_proto::{IdentityMode, KeepaliveMode, Limit, Limits};
 
 pub use assemble::{relay_config, RelayPlan};
-pub use document::Document;
+pub use document::{Document, SyntaxError};
 
 /// Where `-c` points by default.
 pub const DEFAULT_PATH: &str = "/etc/axrelay.conf";
@@ -86,13 +86,8 @@ pub struct ConfigError {
 pub enum ErrorKind {
     /// The file cannot be read.
     Unreadable(std::io::Error),
-    /// The file is not INI.
-    Syntax {
-        /// 1-based line.
-        line: usize,
-        /// Parser message.
-        message: String,
-    },
+    /// The file is not INI, repeats a section or key, or quotes a value.
+    Syntax(document::SyntaxError),
     /// A required section is absent.
     MissingSection(&'static str),
     /// A required key is absent or empty.
@@ -118,7 +113,7 @@ impl std::fmt::Display for ConfigError {
         let path = self.path.display();
         match &self.kind {
             ErrorKind::Unreadable(e) => write!(f, "{path}: cannot read the configuration: {e}"),
-            ErrorKind::Syntax { line, message } => write!(f, "{path}: line {line}: {message}"),
+            ErrorKind::Syntax(e) => write!(f, "{path}: {e}"),
             ErrorKind::MissingSection(s) => write!(f, "{path}: [{s}]: section missing"),
             ErrorKind::Missing { section, key } => {
                 write!(f, "{path}: [{section}] {key}: missing (required)")
@@ -299,10 +294,7 @@ impl Settings {
     pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigError> {
         let doc = document::parse(text).map_err(|e| ConfigError {
             path: path.to_owned(),
-            kind: ErrorKind::Syntax {
-                line: e.line,
-                message: e.message,
-            },
+            kind: ErrorKind::Syntax(e),
         })?;
         Ok(Settings {
             path: path.to_owned(),
@@ -406,7 +398,31 @@ impl Settings {
                 "{path}: [local_storage]: ignored, because [memcache] is present"
             ));
         }
+        if self.looks_2014() && self.get("hash", "identity").is_none() {
+            out.push(format!(
+                "{path}: [hash] identity: not set in a file of the 2014 axrelay's layout; \
+                 pseudonyms are then made from bare JIDs and differ from the 2014 tool's, \
+                 which hashed full JIDs: add `identity = full` to keep the old pseudonyms \
+                 (or `identity = bare` to confirm new ones)"
+            ));
+        }
         out
+    }
+
+    /// Whether the file has what only the 2014 axrelay's files have: its
+    /// memcached client's options, `[local_storage]` beside `[memcache]`
+    /// (as in its sample.conf), or one of its published secrets.
+    fn looks_2014(&self) -> bool {
+        let legacy_keys = self
+            .doc
+            .sections
+            .get("memcache")
+            .is_some_and(|keys| keys.keys().any(|k| LEGACY_MEMCACHE.contains(&k.as_str())));
+        let both_stores = self.has("memcache") && self.has("local_storage");
+        let published = self
+            .get("hash", "secret")
+            .is_some_and(secrets::is_published);
+        legacy_keys || both_stores || published
     }
 
     /// `[relay] jid`, if given (for `hash`, which does not need `[relay]`).
@@ -429,11 +445,10 @@ impl Settings {
             _ => Runtime::Smol,
         };
         let keepalive = self
-            .parse_opt("relay", "keepalive", value::seconds)?
+            .parse_opt("relay", "keepalive", |v| {
+                value::seconds(v, value::KEEPALIVE)
+            })?
             .unwrap_or(Duration::from_secs(60));
-        if keepalive < Duration::from_secs(1) {
-            return Err(self.invalid("relay", "keepalive", "expected at least 1 second".into()));
-        }
         let keepalive_mode = match self.parse_opt("relay", "keepalive_mode", |v| {
             value::choice(v, &["ping", "whitespace"])
         })? {
@@ -449,8 +464,12 @@ impl Settings {
             keepalive,
             keepalive_mode,
             proxy: self.parse_opt("relay", "proxy", value::proxy)?,
-            connect_timeout: self.parse_opt("relay", "connect_timeout", value::seconds)?,
-            handshake_timeout: self.parse_opt("relay", "handshake_timeout", value::seconds)?,
+            connect_timeout: self.parse_opt("relay", "connect_timeout", |v| {
+                value::seconds(v, value::TIMEOUT)
+            })?,
+            handshake_timeout: self.parse_opt("relay", "handshake_timeout", |v| {
+                value::seconds(v, value::TIMEOUT)
+            })?,
             server_domain: self.parse_opt("relay", "server_domain", value::domain)?,
         })
     }
@@ -496,7 +515,9 @@ impl Settings {
                 encrypt: self.parse_opt("memcache", "encrypt", value::key32)?,
                 ttl: self.parse_opt("memcache", "ttl", value::ttl)?.unwrap_or(0),
                 timeout: self
-                    .parse_opt("memcache", "timeout", value::seconds)?
+                    .parse_opt("memcache", "timeout", |v| {
+                        value::seconds(v, value::MEMCACHE_TIMEOUT)
+                    })?
                     .unwrap_or(DEFAULT_MEMCACHE_TIMEOUT),
             });
         }
@@ -517,10 +538,15 @@ impl Settings {
     /// `[limits]` over the defaults.
     pub fn limits(&self) -> Result<Limits, ConfigError> {
         let mut limits = Limits::default();
-        if let Some(n) = self.parse_opt("limits", "max_stanza_bytes", value::count)? {
+        let range = |limit: Limit, max: usize| limit.minimum()..=max;
+        if let Some(n) = self.parse_opt("limits", "max_stanza_bytes", |v| {
+            value::count(v, range(Limit::MaxStanzaBytes, value::MAX_STANZA_BYTES))
+        })? {
             limits.max_stanza_bytes = n;
         }
-        if let Some(n) = self.parse_opt("limits", "max_depth", value::count)? {
+        if let Some(n) = self.parse_opt("limits", "max_depth", |v| {
+            value::count(v, range(Limit::MaxDepth, value::MAX_DEPTH))
+        })? {
             limits.max_depth = n;
         }
         Ok(limits)

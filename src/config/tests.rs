@@ -150,7 +150,7 @@ fn errors_name_file_section_and_key() {
     let s = settings(&GOOD.replace("port     = 5347", "port = abc"));
     assert_eq!(
         message(s.relay()),
-        "/etc/axrelay.conf: [relay] port: expected a port number, got 'abc'"
+        "/etc/axrelay.conf: [relay] port: expected a port number from 1 to 65535, got 'abc'"
     );
     let s = settings(&GOOD.replace("server   = 127.0.0.1\n", ""));
     assert_eq!(
@@ -181,28 +181,166 @@ fn errors_name_file_section_and_key() {
 }
 
 #[test]
-fn each_small_limit_is_reported_under_its_own_key_with_its_minimum() {
+fn each_limit_is_reported_under_its_own_key_with_its_range() {
     for (from, to, expect) in [
         (
             "max_stanza_bytes = 100000",
             "max_stanza_bytes = 4095",
-            "/etc/axrelay.conf: [limits] max_stanza_bytes: limit max_stanza_bytes is too small \
-             (at least 4096)",
+            "/etc/axrelay.conf: [limits] max_stanza_bytes: expected a whole number from 4096 \
+             to 16777216, got '4095'",
+        ),
+        (
+            "max_stanza_bytes = 100000",
+            "max_stanza_bytes = 99999999999",
+            "/etc/axrelay.conf: [limits] max_stanza_bytes: expected a whole number from 4096 \
+             to 16777216, got '99999999999'",
         ),
         (
             "max_depth        = 16",
             "max_depth = 3",
-            "/etc/axrelay.conf: [limits] max_depth: limit max_depth is too small (at least 4)",
+            "/etc/axrelay.conf: [limits] max_depth: expected a whole number from 4 to 256, \
+             got '3'",
+        ),
+        (
+            "max_depth        = 16",
+            "max_depth = 257",
+            "/etc/axrelay.conf: [limits] max_depth: expected a whole number from 4 to 256, \
+             got '257'",
         ),
     ] {
         let s = settings(&GOOD.replace(from, to));
         assert_eq!(message(relay_config(&s, [0; 32], false)), expect);
     }
+    let s = settings(&GOOD.replace("max_stanza_bytes = 100000", "max_stanza_bytes = 16777216"));
+    assert_eq!(s.limits().unwrap().max_stanza_bytes, 16 << 20);
+}
+
+#[test]
+fn every_numeric_key_states_its_range() {
+    let relay = |line: &str| GOOD.replace("keepalive = 30 ", &format!("{line}\nkeepalive = 30"));
+    for (text, expect) in [
+        (
+            GOOD.replace("port     = 5347", "port = 70000"),
+            "[relay] port: expected a port number from 1 to 65535, got '70000'",
+        ),
+        (
+            GOOD.replace("keepalive = 30 ", "keepalive = 0.5"),
+            "[relay] keepalive: expected a number of seconds from 1 to 86400, got '0.5'",
+        ),
+        (
+            GOOD.replace("keepalive = 30 ", "keepalive = 86401"),
+            "[relay] keepalive: expected a number of seconds from 1 to 86400, got '86401'",
+        ),
+        (
+            relay("connect_timeout = 0"),
+            "[relay] connect_timeout: expected a number of seconds greater than 0 and at most \
+             3600, got '0'",
+        ),
+        (
+            relay("handshake_timeout = 7200"),
+            "[relay] handshake_timeout: expected a number of seconds greater than 0 and at \
+             most 3600, got '7200'",
+        ),
+        (
+            GOOD.replace("ttl      = 3600", "ttl = 4294967296"),
+            "[local_storage] ttl: expected a whole number of seconds from 0 (never expire) to \
+             4294967295, got '4294967296'",
+        ),
+        (
+            "[memcache]\nservers = a\ntimeout = 61\n".to_owned(),
+            "[memcache] timeout: expected a number of seconds greater than 0 and at most 60, \
+             got '61'",
+        ),
+    ] {
+        let s = settings(&text);
+        let got = message(s.store().map(|_| ()).and_then(|()| s.relay().map(|_| ())));
+        assert_eq!(got, format!("/etc/axrelay.conf: {expect}"));
+    }
+}
+
+#[test]
+fn quoted_values_are_refused_by_section_and_key() {
+    let e = Settings::parse(
+        Path::new("/etc/axrelay.conf"),
+        &GOOD.replace("server   = 127.0.0.1", "server = \"127.0.0.1\""),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/etc/axrelay.conf: line 3: [relay] server: the value is in quotes, which would be part \
+         of it (values are taken as written); remove the quotes"
+    );
+    // A quoted secret never passes: it would change every pseudonym.
+    let e = Settings::parse(
+        Path::new("/etc/axrelay.conf"),
+        &GOOD.replace(
+            "secret   = 0123456789abcdef0123",
+            "secret = '0123456789abcdef0123'",
+        ),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "/etc/axrelay.conf: line 10: [hash] secret: the value is in quotes, which would be part \
+         of it (values are taken as written); remove the quotes"
+    );
+}
+
+#[test]
+fn a_byte_order_mark_is_accepted() {
+    let s = settings(&format!("\u{feff}{GOOD}"));
+    assert_eq!(s.relay().unwrap().jid, "axr.example.org");
+    assert!(s.warnings().is_empty(), "{:?}", s.warnings());
+}
+
+#[test]
+fn repeated_keys_and_sections_are_refused_naming_both_lines() {
+    let e = Settings::parse(
+        Path::new("/etc/axrelay.conf"),
+        &GOOD.replace("port     = 5347", "port = 5347\nPort = 5348"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/etc/axrelay.conf: line 5: [relay] port: repeated (first at line 4); keep one of the two"
+    );
+    let e =
+        Settings::parse(Path::new("/etc/axrelay.conf"), &format!("{GOOD}[Hash]\n")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/etc/axrelay.conf: line 23: [hash] repeated (first at line 9); merge the two sections \
+         into one"
+    );
+}
+
+#[test]
+fn a_2014_file_without_identity_is_warned_about() {
+    const WARNING: &str = "/etc/axrelay.conf: [hash] identity: not set in a file of the 2014 \
+        axrelay's layout; pseudonyms are then made from bare JIDs and differ from the 2014 \
+        tool's, which hashed full JIDs: add `identity = full` to keep the old pseudonyms (or \
+        `identity = bare` to confirm new ones)";
+    let w = settings(SAMPLE_2014).warnings();
+    assert!(w.iter().any(|w| w == WARNING), "{w:?}");
+    for identity in ["full", "bare"] {
+        let text = SAMPLE_2014.replace(
+            "domain = axr.lantern.io\n",
+            &format!("domain = axr.lantern.io\nidentity = {identity}\n"),
+        );
+        let w = settings(&text).warnings();
+        assert!(!w.iter().any(|w| w.contains("identity")), "{w:?}");
+    }
+    // A file of this version's layout has nothing to keep.
+    let w = settings(&GOOD.replace("identity = full\n", "")).warnings();
+    assert!(w.is_empty(), "{w:?}");
 }
 
 #[test]
 fn unknown_sections_and_keys_are_warned_by_name() {
-    let s = settings(&format!("{GOOD}\n[extra]\nx = 1\n[relay]\ncolour = blue\n"));
+    let s = settings(&format!(
+        "{}\n[extra]\nx = 1\n",
+        GOOD.replace("[relay]\n", "[relay]\ncolour = blue\n")
+    ));
     let w = s.warnings().join("\n");
     assert!(w.contains("[extra]: unknown section"), "{w}");
     assert!(w.contains("[relay] colour: unknown key"), "{w}");

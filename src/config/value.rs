@@ -1,6 +1,7 @@
 //! Parsers for single values. Each returns the problem as a sentence that
 //! ends up after `FILE: [section] key: `; secrets are never echoed.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use axrelay_host::socks5::Proxy;
@@ -10,15 +11,60 @@ use data_encoding::{BASE64, BASE64_NOPAD};
 pub fn port(s: &str) -> Result<u16, String> {
     match s.parse::<u16>() {
         Ok(p) if p > 0 => Ok(p),
-        _ => Err(format!("expected a port number, got '{s}'")),
+        _ => Err(format!("expected a port number from 1 to 65535, got '{s}'")),
     }
 }
 
-/// A positive number of seconds, fractions allowed (`0.5`).
-pub fn seconds(s: &str) -> Result<Duration, String> {
-    let bad = || format!("expected a number of seconds greater than 0, got '{s}'");
+/// Bounds of a number of seconds: the lowest allowed (`None`: anything
+/// above 0) and the highest.
+#[derive(Debug, Clone, Copy)]
+pub struct SecondsRange {
+    min: Option<u32>,
+    max: u32,
+}
+
+/// `[relay] keepalive`: a ping at least every second, at most once a day.
+pub const KEEPALIVE: SecondsRange = SecondsRange {
+    min: Some(1),
+    max: 86_400,
+};
+
+/// `[relay] connect_timeout` and `handshake_timeout`: an I2P tunnel may take
+/// minutes to build, more than an hour is a mistake.
+pub const TIMEOUT: SecondsRange = SecondsRange {
+    min: None,
+    max: 3_600,
+};
+
+/// `[memcache] timeout`: each request also runs under the fixed 5 s store
+/// deadline, so more than a minute only delays noticing a dead server.
+pub const MEMCACHE_TIMEOUT: SecondsRange = SecondsRange { min: None, max: 60 };
+
+/// Highest `[limits] max_stanza_bytes`: 16 MiB, a quarter of the memory
+/// the stanzas waiting for the store may hold.
+pub const MAX_STANZA_BYTES: usize = 16 << 20;
+
+/// Highest `[limits] max_depth`.
+pub const MAX_DEPTH: usize = 256;
+
+/// A number of seconds within `range`, fractions allowed (`0.5`).
+pub fn seconds(s: &str, range: SecondsRange) -> Result<Duration, String> {
+    let bad = || match range.min {
+        Some(min) => format!(
+            "expected a number of seconds from {min} to {}, got '{s}'",
+            range.max
+        ),
+        None => format!(
+            "expected a number of seconds greater than 0 and at most {}, got '{s}'",
+            range.max
+        ),
+    };
     let secs: f64 = s.parse().map_err(|_| bad())?;
-    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0 * 365.0) {
+    let above_min = match range.min {
+        Some(min) => secs >= f64::from(min),
+        None => secs > 0.0,
+    };
+    if !(secs.is_finite() && above_min && secs <= f64::from(range.max)) {
         return Err(bad());
     }
     Ok(Duration::from_secs_f64(secs))
@@ -26,14 +72,26 @@ pub fn seconds(s: &str) -> Result<Duration, String> {
 
 /// A whole number of seconds, `0` meaning "never expire".
 pub fn ttl(s: &str) -> Result<u32, String> {
-    s.parse::<u32>()
-        .map_err(|_| format!("expected a whole number of seconds (0 = never expire), got '{s}'"))
+    s.parse::<u32>().map_err(|_| {
+        format!(
+            "expected a whole number of seconds from 0 (never expire) to {}, got '{s}'",
+            u32::MAX
+        )
+    })
 }
 
-/// A whole number.
-pub fn count(s: &str) -> Result<usize, String> {
+/// A whole number within `range`.
+pub fn count(s: &str, range: RangeInclusive<usize>) -> Result<usize, String> {
     s.parse::<usize>()
-        .map_err(|_| format!("expected a whole number, got '{s}'"))
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            format!(
+                "expected a whole number from {} to {}, got '{s}'",
+                range.start(),
+                range.end()
+            )
+        })
 }
 
 /// A 32-byte key written as base64 (the output of `axrelay secret`).
@@ -119,13 +177,34 @@ mod tests {
         assert_eq!(port("5347"), Ok(5347));
         assert_eq!(
             port("abc"),
-            Err("expected a port number, got 'abc'".to_owned())
+            Err("expected a port number from 1 to 65535, got 'abc'".to_owned())
         );
         assert!(port("0").is_err() && port("70000").is_err());
-        assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
-        assert!(seconds("0").is_err() && seconds("-1").is_err() && seconds("NaN").is_err());
+        assert_eq!(seconds("0.5", TIMEOUT), Ok(Duration::from_millis(500)));
+        assert_eq!(seconds("3600", TIMEOUT), Ok(Duration::from_secs(3600)));
+        for bad in ["0", "-1", "NaN", "inf", "3600.5"] {
+            assert_eq!(
+                seconds(bad, TIMEOUT),
+                Err(format!(
+                    "expected a number of seconds greater than 0 and at most 3600, got '{bad}'"
+                ))
+            );
+        }
+        assert_eq!(
+            seconds("0.5", KEEPALIVE),
+            Err("expected a number of seconds from 1 to 86400, got '0.5'".to_owned())
+        );
         assert_eq!(ttl("0"), Ok(0));
-        assert!(ttl("-1").is_err());
+        assert_eq!(ttl("4294967295"), Ok(u32::MAX));
+        assert_eq!(
+            ttl("-1"),
+            Err(
+                "expected a whole number of seconds from 0 (never expire) to 4294967295, got '-1'"
+                    .to_owned()
+            )
+        );
+        assert_eq!(count("4", 4..=256), Ok(4));
+        assert!(count("3", 4..=256).is_err() && count("257", 4..=256).is_err());
     }
 
     #[test]

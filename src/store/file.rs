@@ -8,6 +8,8 @@
 //! 0 = never), so `ttl` works without a sweeper: expired entries read as
 //! missing, and are removed when the file is next opened.
 
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,6 +25,14 @@ const EXPIRY_LEN: usize = 8;
 pub struct FileStoreError {
     path: PathBuf,
     problem: String,
+    in_use: bool,
+}
+
+impl FileStoreError {
+    /// Whether another process (a running relay) holds the database open.
+    pub fn is_in_use(&self) -> bool {
+        self.in_use
+    }
 }
 
 impl std::fmt::Display for FileStoreError {
@@ -73,12 +83,13 @@ fn live_value(record: &[u8], now: u64) -> Option<Vec<u8>> {
 }
 
 impl FileStore {
-    /// Open `path`, creating the file (not its directory) if needed, and
-    /// drop expired entries.
+    /// Open `path`, creating the file (not its directory, and readable by
+    /// its owner only) if needed, and drop expired entries.
     pub fn open(path: &Path) -> Result<FileStore, FileStoreError> {
         let fail = |problem: String| FileStoreError {
             path: path.to_owned(),
             problem,
+            in_use: false,
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             if !parent.is_dir() {
@@ -88,11 +99,27 @@ impl FileStore {
                 )));
             }
         }
+        // redb would create it with the umask's mode (0644 outside
+        // systemd): the file maps pseudonyms to people.
+        if let Err(e) = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(fail(format!("cannot create the database: {e}")));
+            }
+        }
+        let mut in_use = false;
         let db = guarded(|| {
             Database::create(path).map_err(|e| match e {
-                DatabaseError::DatabaseAlreadyOpen => "the database is in use by another process \
-                     (is `axrelay run` running with this file?)"
-                    .to_owned(),
+                DatabaseError::DatabaseAlreadyOpen => {
+                    in_use = true;
+                    "the database is in use by another process (is `axrelay run` running with \
+                     this file?)"
+                        .to_owned()
+                }
                 DatabaseError::Storage(redb::StorageError::Io(io))
                     if io.kind() != std::io::ErrorKind::InvalidData =>
                 {
@@ -101,7 +128,10 @@ impl FileStore {
                 other => format!("not a usable axrelay database ({other}); {CORRUPTED}"),
             })
         })
-        .map_err(fail)?;
+        .map_err(|problem| FileStoreError {
+            in_use,
+            ..fail(problem)
+        })?;
         let store = FileStore {
             db,
             path: path.to_owned(),
