@@ -13,12 +13,6 @@
 //! has any of these, and put it back as it was. They share one release
 //! build. Without root or dpkg they say they were skipped.
 
-#[path = "e2e/harness.rs"]
-mod harness;
-#[allow(dead_code)]
-#[path = "e2e/json.rs"]
-mod json;
-
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -28,7 +22,9 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use harness::{random_secret, Client, Prosody, ProsodyOptions, COMPONENT, RELAY_RESOURCE};
+use axrelay_test_support::e2e::{
+    random_secret, Client, Prosody, ProsodyOptions, COMPONENT, RELAY_RESOURCE,
+};
 
 /// Both tests install to the same places.
 static MACHINE: Mutex<()> = Mutex::new(());
