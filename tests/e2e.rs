@@ -11,9 +11,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use axrelay_test_support::e2e::{
-    assert_no_trace_of, assert_pseudonym, bare, random_hex, random_secret, Client, Elem, Identity,
-    Memcached, Msg, Prosody, ProsodyOptions, Relay, RelayOptions, Store, COMPONENT, HOST,
-    RELAY_RESOURCE, WAIT,
+    assert_no_trace_of, check_relayed, check_unknown_pseudonym, expect_relayed, random_hex,
+    random_secret, Client, Elem, Identity, Memcached, Msg, Prosody, ProsodyOptions, Relay,
+    RelayOptions, Store, COMPONENT, HOST, RELAY_RESOURCE, WAIT,
 };
 
 /// Only the root package's tests know where cargo put the binary.
@@ -103,29 +103,6 @@ impl Rig {
         self.alice.quit();
         self.bob.quit();
     }
-}
-
-/// `to` receives exactly one chat message, from `from_pseudonym`/a, with
-/// `body`; returns it.
-fn expect_relayed(to: &mut Client, from_pseudonym: &str, body: &str) -> Msg {
-    let m = to.expect_one(None);
-    assert_eq!(
-        m.error, None,
-        "{} got an error instead of {body:?}: {m:#?}",
-        to.user
-    );
-    assert_eq!(
-        m.from,
-        format!("{from_pseudonym}/{RELAY_RESOURCE}"),
-        "{m:#?}"
-    );
-    assert_eq!(bare(&m.to), to.bare(), "{m:#?}");
-    assert_eq!(m.kind, "chat", "{m:#?}");
-    assert!(
-        m.body.as_deref() == Some(body),
-        "body changed on the way: {m:#?}"
-    );
-    m
 }
 
 /// Generate `#[test] fn smol()` and `#[test] fn blocking()` in a module
@@ -232,31 +209,8 @@ fn pseudonym_stable_across_logins(runtime: &str) {
 fn unknown_pseudonym_is_item_not_found(runtime: &str) {
     let mut r = Rig::new(runtime);
     r.bob.whoami();
-    let nobody = format!("{}@{COMPONENT}", base32ish(45));
-    assert_pseudonym(&nobody);
-    r.bob.send(&nobody, "anyone there?");
-    let m = r.bob.expect_one(None);
-    assert_eq!(m.kind, "error", "{m:#?}");
-    assert_eq!(m.sender_bare(), nobody, "{m:#?}");
-    let (_, condition) = m.error.clone().expect("an <error/> child");
-    assert_eq!(condition, "item-not-found", "{m:#?}");
-    r.alice.expect_none(Duration::from_millis(500));
+    check_unknown_pseudonym(&mut r.bob, &mut r.alice);
     r.finish();
-}
-
-/// `n` random lower-case base32 characters.
-fn base32ish(n: usize) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let hex = random_hex(n);
-    hex.as_bytes()
-        .chunks(2)
-        .chain(hex.as_bytes().chunks(2))
-        .take(n)
-        .map(|pair| {
-            let v = u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap();
-            ALPHABET[(v % 32) as usize] as char
-        })
-        .collect()
 }
 
 /// SPEC §5: with mod_offline disabled the recipient's server bounces; the
@@ -325,10 +279,7 @@ fn offline_storage_delivers_at_next_login(runtime: &str) {
     let got = r.alice.expect(2, None);
     let bodies = ["for when you are back", "and a second one, receipt please"];
     for (m, body) in got.iter().zip(bodies) {
-        assert_eq!(m.from, format!("{b}/{RELAY_RESOURCE}"), "{m:#?}");
-        assert_eq!(bare(&m.to), r.alice.bare(), "{m:#?}");
-        assert_eq!(m.kind, "chat", "{m:#?}");
-        assert_eq!(m.body.as_deref(), Some(body), "{m:#?}");
+        check_relayed(m, &r.alice, &b, body);
         // Prosody's offline storage stamps it: proof it was kept, not live.
         let delay = m
             .child(DELAY, "delay")

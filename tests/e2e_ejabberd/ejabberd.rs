@@ -10,18 +10,20 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
+use std::sync::OnceLock;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::procs::{
-    is_root, prerequisites, read_lossy, run_bounded, signal, tail, wait_bounded, wait_until,
-    EJABBERDCTL,
+use axrelay_test_support::e2e::{
+    chown_to, ensure_installed, free_port, is_root, password_of, python, random_hex, read_lossy,
+    run_bounded, signal, slixmpp_importable, spawn_into, start_retrying, succeeds, tail,
+    wait_bounded, wait_listening, wait_until, Relay, RelayOptions, ServerSetup, COMPONENT, HOST,
 };
-use axrelay_test_support::e2e::{free_port, password_of, random_hex, COMPONENT, HOST};
 
+const EJABBERDCTL: &str = "/usr/sbin/ejabberdctl";
 const BALANCING_BEGIN: &str = "# --- begin: several relay instances ---";
 const BALANCING_END: &str = "# --- end: several relay instances ---";
 /// Every Erlang VM started through the control file halts after 15
@@ -32,6 +34,37 @@ const COMPONENT_ACCEPTED: &str = "Accepted external component handshake authenti
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// ejabberd, memcached and python3-slixmpp, installed with apt-get when
+/// missing (as root), or a panic saying what to install. Never skips.
+fn prerequisites() {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    ensure_installed(
+        &DONE,
+        || {
+            let mut m = Vec::new();
+            if !Path::new(EJABBERDCTL).is_file() {
+                m.push("ejabberd");
+            }
+            if !succeeds(Command::new("memcached").arg("-V")) {
+                m.push("memcached");
+            }
+            if !slixmpp_importable() {
+                m.push("python3-slixmpp");
+            }
+            m
+        },
+        |left| {
+            format!(
+                "the ejabberd end-to-end tests need {}: apt-get install {} \
+                 (as root; python3-slixmpp must be importable by {})",
+                left.join(", "),
+                left.join(" "),
+                python()
+            )
+        },
+    );
 }
 
 /// Fill in scripts/ejabberd.yml.in. `instances` > 1 keeps the
@@ -97,26 +130,17 @@ impl Ejabberd {
             "the ejabberd end-to-end tests must run as root: Debian's ejabberdctl \
              runs the node as the ejabberd user and only root may switch to it"
         );
-        let mut last = String::new();
-        // A port taken by another process between choosing and binding: retry.
-        for _ in 0..3 {
-            match Ejabberd::try_start(instances) {
-                Ok(e) => return e,
-                Err(e) => last = e,
-            }
-        }
-        panic!("ejabberd did not start: {last}");
+        start_retrying("ejabberd", || Ejabberd::try_start(instances))
     }
 
     fn try_start(instances: usize) -> Result<Ejabberd, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("axrelay-e2e-ejabberd-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
-        let c2s_port = free_port();
-        let component_port = free_port();
+        let ServerSetup {
+            dir,
+            c2s_port,
+            component_port,
+            component_secret,
+        } = ServerSetup::new("ejabberd")?;
         let dist_port = free_port();
-        let component_secret = random_hex(16);
         let node = format!("axrelay-e2e-{}@localhost", random_hex(6));
         fs::create_dir_all(dir.path().join("spool")).map_err(|e| e.to_string())?;
         fs::create_dir_all(dir.path().join("logs")).map_err(|e| e.to_string())?;
@@ -145,24 +169,11 @@ impl Ejabberd {
             ),
         )
         .map_err(|e| e.to_string())?;
-        let (s, out) = run_bounded(
-            Command::new("chown")
-                .args(["-R", "ejabberd:ejabberd"])
-                .arg(dir.path()),
-            Duration::from_secs(10),
+        chown_to("ejabberd", dir.path())?;
+        let child = spawn_into(
+            Ejabberd::ctl_command(dir.path()).arg("foreground"),
+            &dir.path().join("ejabberd.out"),
         )?;
-        if !s.success() {
-            return Err(format!("chown ejabberd: {out}"));
-        }
-        let out_file =
-            fs::File::create(dir.path().join("ejabberd.out")).map_err(|e| e.to_string())?;
-        let child = Ejabberd::ctl_command(dir.path())
-            .arg("foreground")
-            .stdin(Stdio::null())
-            .stdout(out_file.try_clone().map_err(|e| e.to_string())?)
-            .stderr(out_file)
-            .spawn()
-            .map_err(|e| format!("start ejabberd: {e}"))?;
         let mut e = Ejabberd {
             c2s_port,
             component_port,
@@ -177,31 +188,17 @@ impl Ejabberd {
                 "Start accepting TCP connections at 127.0.0.1:{component_port} for ejabberd_service"
             ),
         ];
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let log = e.log();
-            if log.contains("eaddrinuse") {
-                return Err(format!("port in use:\n{}", tail(&e.log_path(), 20)));
-            }
-            if want.iter().all(|w| log.contains(w.as_str())) {
-                return Ok(e);
-            }
-            if let Ok(Some(s)) = e.child.as_mut().unwrap().try_wait() {
-                return Err(format!(
-                    "ejabberd exited ({s}):\n{}\n{}",
-                    tail(&e.dir.path().join("ejabberd.out"), 40),
-                    tail(&e.log_path(), 40)
-                ));
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "not listening after 60 s:\n{}\n{}",
-                    tail(&e.dir.path().join("ejabberd.out"), 40),
-                    tail(&e.log_path(), 40)
-                ));
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+        let (log, out) = (e.log_path(), e.dir.path().join("ejabberd.out"));
+        wait_listening(
+            e.child.as_mut().unwrap(),
+            &log,
+            &out,
+            &want,
+            "eaddrinuse",
+            Duration::from_secs(60),
+        )
+        .map_err(|e| format!("ejabberd {e}"))?;
+        Ok(e)
     }
 
     /// `ejabberdctl` with this node's directories and control file.
@@ -238,6 +235,29 @@ impl Ejabberd {
             .unwrap_or_else(|e| panic!("{e}\n{}", tail(&self.log_path(), 20)));
     }
 
+    /// A new account named `prefix-<random>`; returns its localpart.
+    pub fn account(&self, prefix: &str) -> String {
+        let user = format!("{prefix}-{}", random_hex(4));
+        self.register(&user);
+        user
+    }
+
+    /// A relay instance configured for this node's component port (not
+    /// started); it logs the JIDs it serves, which the tests read.
+    pub fn relay(&self, name: &str, runtime: &str, opts: &RelayOptions) -> Relay {
+        Relay::configure(
+            Path::new(env!("CARGO_BIN_EXE_axrelay")),
+            name,
+            self.component_port,
+            &self.component_secret,
+            runtime,
+            RelayOptions {
+                log_sensitive: true,
+                ..opts.clone()
+            },
+        )
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("logs").join("ejabberd.log")
     }
@@ -270,7 +290,7 @@ impl Ejabberd {
     }
 
     /// Wait until `n` component handshakes in all have been accepted.
-    pub fn wait_component_logins(&self, n: usize, relays: &mut [&mut crate::procs::Relay]) {
+    pub fn wait_component_logins(&self, n: usize, relays: &mut [&mut Relay]) {
         let ok = wait_until(Duration::from_secs(30), || {
             for r in relays.iter_mut() {
                 r.check_running();

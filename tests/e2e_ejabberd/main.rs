@@ -9,85 +9,89 @@
 //! root, since Debian's ejabberdctl runs the node as the ejabberd user). No
 //! test is skipped: a missing piece fails it, saying what to install.
 
-mod client;
 mod ejabberd;
-mod procs;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use axrelay_test_support::e2e::{bare, random_hex, random_secret, COMPONENT, HOST, RELAY_RESOURCE};
-use client::{assert_no_trace_of, Client, Msg};
+use axrelay_test_support::e2e::{
+    assert_no_trace_of, bare, check_relayed, check_unknown_pseudonym, expect_relayed, new_resource,
+    random_secret, wait_until, Client, Memcached, Msg, Relay, RelayOptions, COMPONENT, HOST,
+};
 use ejabberd::Ejabberd;
-use procs::{wait_until, Memcached, Relay, RelaySettings};
 
-/// `to` received `m`: a chat message from `from_pseudonym`/a with `body`.
-fn check_relayed(m: &Msg, to: &Client, from_pseudonym: &str, body: &str) {
-    assert_eq!(
-        m.error, None,
-        "{} got an error instead of {body:?}: {m:#?}",
-        to.user
-    );
-    assert_eq!(
-        m.from,
-        format!("{from_pseudonym}/{RELAY_RESOURCE}"),
-        "{m:#?}"
-    );
-    assert_eq!(bare(&m.to), to.bare(), "{m:#?}");
-    assert_eq!(m.kind, "chat", "{m:#?}");
-    assert_eq!(m.body.as_deref(), Some(body), "body changed: {m:#?}");
+/// What an instance logs (`-d --log-sensitive`) for a `/whoami` it answers
+/// and for a message it relays, each followed by the sender's full JID.
+const WHOAMI: &str = " DEBUG whoami: ";
+const RELAYED: &str = " DEBUG relayed ";
+
+/// Relay instances for `ej`, one per runtime, named `relay-1`, `relay-2`…
+/// Each is connected before the next starts, so that they take the slots
+/// of `domain_balancing` in this order.
+fn start_relays<const N: usize>(
+    ej: &Ejabberd,
+    opts: &RelayOptions,
+    runtimes: [&str; N],
+) -> [Relay; N] {
+    let mut relays = Vec::new();
+    for (i, runtime) in runtimes.into_iter().enumerate() {
+        let mut relay = ej.relay(&format!("relay-{}", i + 1), runtime, opts);
+        relay.spawn_process();
+        relays.push(relay);
+        ej.wait_component_logins(i + 1, &mut relays.iter_mut().collect::<Vec<_>>());
+    }
+    relays.try_into().unwrap_or_else(|_| unreachable!())
 }
 
-fn expect_relayed(to: &mut Client, from_pseudonym: &str, body: &str) -> Msg {
-    let m = to.expect_one();
-    check_relayed(&m, to, from_pseudonym, body);
-    m
+/// A new account `prefix-<random>` online with a fresh resource, and the
+/// pseudonym the relay gives it.
+fn online(ej: &Ejabberd, prefix: &str) -> (Client, String) {
+    let mut client = Client::login_at(ej.c2s_port, &ej.account(prefix), &new_resource());
+    let pseudonym = client.whoami();
+    (client, pseudonym)
 }
 
-/// A pseudonym-shaped address nobody has.
-fn unknown_pseudonym() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let hex = random_hex(45);
-    let local: String = hex
-        .as_bytes()
-        .chunks(2)
-        .map(|pair| {
-            let v = u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap();
-            ALPHABET[(v % 32) as usize] as char
-        })
-        .collect();
-    format!("{local}@{COMPONENT}")
+/// The bare JIDs that follow `marker` in `relay`'s log.
+fn logged_senders(relay: &Relay, marker: &str) -> BTreeSet<String> {
+    relay
+        .log()
+        .lines()
+        .filter_map(|l| l.split(marker).nth(1))
+        .filter_map(|rest| rest.split(' ').next())
+        .map(|full| bare(full).to_owned())
+        .collect()
 }
 
-fn resource() -> String {
-    format!("res-{}", random_hex(4))
+/// How many messages `relay` relayed.
+fn relayed(relay: &Relay) -> usize {
+    relay.log().matches(RELAYED).count()
+}
+
+/// Every relay exits 0 on SIGTERM (SPEC §7), every client logs out, and
+/// ejabberd logged no warning or error throughout.
+fn finish<'a>(
+    mut ej: Ejabberd,
+    relays: impl IntoIterator<Item = &'a mut Relay>,
+    clients: impl IntoIterator<Item = &'a mut Client>,
+) {
+    for relay in relays {
+        relay.stop_cleanly();
+    }
+    for client in clients {
+        client.quit();
+    }
+    ej.assert_no_problems();
+    ej.stop();
 }
 
 /// SPEC §1 against ejabberd with one relay: both learn their pseudonyms,
 /// talk through them both ways, an unknown pseudonym is item-not-found,
 /// and neither client ever receives the other's real JID or resource.
 fn core_scenario(runtime: &'static str) {
-    let mut ej = Ejabberd::start(1);
-    let (alice, bob) = (
-        format!("alice-{}", random_hex(4)),
-        format!("bob-{}", random_hex(4)),
-    );
-    ej.register(&alice);
-    ej.register(&bob);
-
-    let mut relay = Relay::new(
-        "relay",
-        ej.component_port,
-        &ej.component_secret,
-        &RelaySettings::new(runtime),
-    );
-    relay.spawn();
-    ej.wait_component_logins(1, &mut [&mut relay]);
-
-    let mut a = Client::login(ej.c2s_port, &alice, &resource());
-    let mut b = Client::login(ej.c2s_port, &bob, &resource());
-    let ap = a.whoami();
-    let bp = b.whoami();
+    let ej = Ejabberd::start(1);
+    let [mut relay] = start_relays(&ej, &RelayOptions::default(), [runtime]);
+    let (mut a, ap) = online(&ej, "alice");
+    let (mut b, bp) = online(&ej, "bob");
     assert_ne!(ap, bp);
 
     let sent = b.send(&ap, "Hello Alice, this is B'.");
@@ -100,27 +104,13 @@ fn core_scenario(runtime: &'static str) {
     b.send(&ap, "Once more, with ünïcödé & <markup>.");
     expect_relayed(&mut a, &bp, "Once more, with ünïcödé & <markup>.");
 
-    let nobody = unknown_pseudonym();
-    b.send(&nobody, "anyone there?");
-    let m = b.expect_one();
-    assert_eq!(m.kind, "error", "{m:#?}");
-    assert_eq!(m.sender_bare(), nobody, "{m:#?}");
-    assert_eq!(
-        m.error.as_ref().map(|(_, c)| c.as_str()),
-        Some("item-not-found"),
-        "{m:#?}"
-    );
-    a.expect_none(Duration::from_millis(500));
+    check_unknown_pseudonym(&mut b, &mut a);
 
-    assert_no_trace_of(&[(&bob, &b.resource)], &mut a);
-    assert_no_trace_of(&[(&alice, &a.resource)], &mut b);
+    assert_no_trace_of(&b, &[], &mut a);
+    assert_no_trace_of(&a, &[], &mut b);
 
     relay.check_running();
-    relay.stop_cleanly();
-    a.quit();
-    b.quit();
-    ej.assert_no_problems();
-    ej.stop();
+    finish(ej, [&mut relay], [&mut a, &mut b]);
 }
 
 #[test]
@@ -217,7 +207,7 @@ fn readme_ejabberd_snippet_comes_from_the_template() {
 #[test]
 fn two_instances_behind_domain_balancing_share_memcached() {
     let memcached = Memcached::start();
-    let mut ej = Ejabberd::start(2);
+    let ej = Ejabberd::start(2);
     // Fixed names: ejabberd hashes the sender's bare JID to pick the slot,
     // so the split between the instances is the same on every run.
     let users: Vec<String> = (1..=8).map(|i| format!("user-{i}")).collect();
@@ -225,46 +215,21 @@ fn two_instances_behind_domain_balancing_share_memcached() {
         ej.register(u);
     }
 
-    let mut settings = RelaySettings::new("smol");
-    settings.memcache = Some((memcached.addr(), random_secret()));
     // Under domain_balancing every ping's answer goes to one instance, so
     // balanced instances keep alive with whitespace; a short interval puts
     // keepalives between the messages.
-    settings.keepalive = 2;
-    settings.keepalive_mode = "whitespace";
-    let mut r1 = Relay::new(
-        "relay-1",
-        ej.component_port,
-        &ej.component_secret,
-        &settings,
-    );
-    settings.runtime = "blocking";
-    let mut r2 = Relay::new(
-        "relay-2",
-        ej.component_port,
-        &ej.component_secret,
-        &settings,
-    );
-    r1.spawn();
-    ej.wait_component_logins(1, &mut [&mut r1]);
-    r2.spawn();
-    ej.wait_component_logins(2, &mut [&mut r1, &mut r2]);
-    // Both slots are taken: ejabberd accepts this one, but routes nothing
-    // to it.
-    let mut r3 = Relay::new(
-        "relay-3",
-        ej.component_port,
-        &ej.component_secret,
-        &settings,
-    );
-    r3.spawn();
-    ej.wait_component_logins(3, &mut [&mut r1, &mut r2, &mut r3]);
+    let opts = RelayOptions {
+        memcache: Some((memcached.addr(), random_secret())),
+        keepalive: (2, "whitespace"),
+        ..RelayOptions::default()
+    };
+    // Both slots are taken when the third connects: ejabberd accepts it,
+    // but routes nothing to it.
+    let [mut r1, mut r2, mut r3] = start_relays(&ej, &opts, ["smol", "blocking", "blocking"]);
 
-    let resources: Vec<String> = users.iter().map(|_| resource()).collect();
     let mut clients: Vec<Client> = users
         .iter()
-        .zip(&resources)
-        .map(|(u, r)| Client::login(ej.c2s_port, u, r))
+        .map(|u| Client::login_at(ej.c2s_port, u, &new_resource()))
         .collect();
     let pseudonyms: Vec<String> = clients.iter_mut().map(Client::whoami).collect();
     let distinct: BTreeSet<&String> = pseudonyms.iter().collect();
@@ -272,8 +237,8 @@ fn two_instances_behind_domain_balancing_share_memcached() {
 
     // Which instance answered whom.
     let bare_of = |u: &str| format!("{u}@{}", HOST);
-    let on1: BTreeSet<String> = r1.whoami_senders().into_iter().collect();
-    let on2: BTreeSet<String> = r2.whoami_senders().into_iter().collect();
+    let on1 = logged_senders(&r1, WHOAMI);
+    let on2 = logged_senders(&r2, WHOAMI);
     for u in &users {
         let b = bare_of(u);
         assert!(
@@ -296,7 +261,7 @@ fn two_instances_behind_domain_balancing_share_memcached() {
         }
     }
     for (j, c) in clients.iter_mut().enumerate() {
-        let got = c.expect(n - 1, Duration::from_secs(20), None);
+        let got = c.expect_within(n - 1, Duration::from_secs(20), None);
         let mut from: BTreeMap<usize, Msg> = BTreeMap::new();
         for m in got {
             let body = m.body.clone().unwrap_or_default();
@@ -311,23 +276,21 @@ fn two_instances_behind_domain_balancing_share_memcached() {
     }
 
     // Both instances relayed, each only for the senders pinned to it.
-    let relayed_by = |r: &Relay| -> BTreeSet<String> {
-        r.log()
-            .lines()
-            .filter_map(|l| l.split(" DEBUG relayed ").nth(1))
-            .filter_map(|rest| rest.split(' ').next())
-            .map(|full| bare(full).to_owned())
-            .collect()
-    };
-    let (c1, c2) = (r1.relayed(), r2.relayed());
+    let (c1, c2) = (relayed(&r1), relayed(&r2));
     eprintln!(
         "relay-1 answered {on1:?} and relayed {c1}; relay-2 answered {on2:?} and relayed {c2}"
     );
     assert_eq!(c1 + c2, n * (n - 1), "every message relayed exactly once");
     assert!(c1 > 0 && c2 > 0, "relay-1 relayed {c1}, relay-2 {c2}");
-    assert!(relayed_by(&r1).is_subset(&on1), "a sender moved instance");
-    assert!(relayed_by(&r2).is_subset(&on2), "a sender moved instance");
-    assert!(r3.whoami_senders().is_empty() && r3.relayed() == 0);
+    assert!(
+        logged_senders(&r1, RELAYED).is_subset(&on1),
+        "a sender moved instance"
+    );
+    assert!(
+        logged_senders(&r2, RELAYED).is_subset(&on2),
+        "a sender moved instance"
+    );
+    assert!(logged_senders(&r3, WHOAMI).is_empty() && relayed(&r3) == 0);
 
     // A dump of the shared store names nobody (encrypt is set).
     let dump = memcached.dump();
@@ -343,15 +306,12 @@ fn two_instances_behind_domain_balancing_share_memcached() {
     }
 
     // No client received anything naming another user.
-    for (k, reader) in clients.iter_mut().enumerate() {
-        let others: Vec<(&str, &str)> = users
-            .iter()
-            .zip(&resources)
-            .enumerate()
-            .filter(|(i, _)| *i != k)
-            .map(|(_, (u, r))| (u.as_str(), r.as_str()))
-            .collect();
-        assert_no_trace_of(&others, reader);
+    for k in 0..clients.len() {
+        let (before, rest) = clients.split_at_mut(k);
+        let (reader, after) = rest.split_first_mut().unwrap();
+        for other in before.iter().chain(after.iter()) {
+            assert_no_trace_of(other, &[], reader);
+        }
     }
 
     // Instance 1 goes away: ejabberd keeps its slot, and drops what the
@@ -368,29 +328,22 @@ fn two_instances_behind_domain_balancing_share_memcached() {
     r1.stop_cleanly();
     clients[s].send(&pseudonyms[t], "while relay-1 is down");
     clients[t].send(&pseudonyms[s], "relay-2 still relays");
-    let m = clients[s].expect_one();
-    check_relayed(&m, &clients[s], &pseudonyms[t], "relay-2 still relays");
+    expect_relayed(&mut clients[s], &pseudonyms[t], "relay-2 still relays");
     clients[t].expect_none(Duration::from_secs(3));
     clients[s].expect_none(Duration::from_millis(200));
-    assert_eq!(r3.relayed(), 0, "the standby took the free slot after all");
+    assert_eq!(relayed(&r3), 0, "the standby took the free slot after all");
 
     // The standby reconnects and takes the free slot; its cache is empty,
     // so the lookup goes to memcached.
     let logins = ej.component_logins();
     r3.stop_cleanly();
-    r3.spawn();
+    r3.spawn_process();
     ej.wait_component_logins(logins + 1, &mut [&mut r2, &mut r3]);
     clients[s].send(&pseudonyms[t], "relay-3 took the slot");
     expect_relayed(&mut clients[t], &pseudonyms[s], "relay-3 took the slot");
-    assert_eq!(r3.relayed(), 1, "relay-3 should have relayed it");
+    assert_eq!(relayed(&r3), 1, "relay-3 should have relayed it");
 
-    r2.stop_cleanly();
-    r3.stop_cleanly();
-    for c in &mut clients {
-        c.quit();
-    }
-    ej.assert_no_problems();
-    ej.stop();
+    finish(ej, [&mut r2, &mut r3], &mut clients);
 }
 
 /// The other side of the trade-off (SPEC §8): two instances on one domain
@@ -401,43 +354,21 @@ fn two_instances_behind_domain_balancing_share_memcached() {
 #[test]
 fn without_domain_balancing_traffic_fails_over() {
     let memcached = Memcached::start();
-    let mut ej = Ejabberd::start(1);
-    let (alice, bob) = (
-        format!("alice-{}", random_hex(4)),
-        format!("bob-{}", random_hex(4)),
-    );
-    ej.register(&alice);
-    ej.register(&bob);
-    let mut settings = RelaySettings::new("smol");
-    settings.memcache = Some((memcached.addr(), random_secret()));
-    settings.keepalive = 3600;
-    let mut r1 = Relay::new(
-        "relay-1",
-        ej.component_port,
-        &ej.component_secret,
-        &settings,
-    );
-    let mut r2 = Relay::new(
-        "relay-2",
-        ej.component_port,
-        &ej.component_secret,
-        &settings,
-    );
-    r1.spawn();
-    ej.wait_component_logins(1, &mut [&mut r1]);
-    r2.spawn();
-    ej.wait_component_logins(2, &mut [&mut r1, &mut r2]);
-
-    let mut a = Client::login(ej.c2s_port, &alice, &resource());
-    let mut b = Client::login(ej.c2s_port, &bob, &resource());
-    let ap = a.whoami();
-    let bp = b.whoami();
+    let ej = Ejabberd::start(1);
+    let opts = RelayOptions {
+        memcache: Some((memcached.addr(), random_secret())),
+        keepalive: (3600, "ping"),
+        ..RelayOptions::default()
+    };
+    let [mut r1, mut r2] = start_relays(&ej, &opts, ["smol", "smol"]);
+    let (mut a, ap) = online(&ej, "alice");
+    let (mut b, bp) = online(&ej, "bob");
 
     let sent: Vec<String> = (0..40).map(|i| format!("spread {i:02}")).collect();
     for body in &sent {
         b.send(&ap, body);
     }
-    let got = a.expect(sent.len(), Duration::from_secs(20), None);
+    let got = a.expect_within(sent.len(), Duration::from_secs(20), None);
     for m in &got {
         check_relayed(m, &a, &bp, m.body.as_deref().unwrap_or(""));
     }
@@ -445,7 +376,7 @@ fn without_domain_balancing_traffic_fails_over() {
     let in_order = bodies == sent;
     bodies.sort();
     assert_eq!(bodies, sent, "lost or duplicated messages");
-    let (c1, c2) = (r1.relayed(), r2.relayed());
+    let (c1, c2) = (relayed(&r1), relayed(&r2));
     eprintln!("relay-1 relayed {c1}, relay-2 {c2}; in order: {in_order}");
     assert_eq!(c1 + c2, sent.len());
     assert!(
@@ -462,11 +393,7 @@ fn without_domain_balancing_traffic_fails_over() {
         expect_relayed(&mut b, &ap, &format!("answer {i}"));
     }
 
-    r2.stop_cleanly();
-    a.quit();
-    b.quit();
-    ej.assert_no_problems();
-    ej.stop();
+    finish(ej, [&mut r2], [&mut a, &mut b]);
 }
 
 /// Under `domain_balancing` ejabberd routes the answer to a keepalive ping
@@ -476,26 +403,12 @@ fn without_domain_balancing_traffic_fails_over() {
 /// operators of balanced domains to set) every instance stays connected.
 #[test]
 fn balanced_instances_stay_connected_when_idle() {
-    let mut ej = Ejabberd::start(2);
-    let mut settings = RelaySettings::new("smol");
-    settings.keepalive = 2;
-    settings.keepalive_mode = "whitespace";
-    let mut r1 = Relay::new(
-        "relay-1",
-        ej.component_port,
-        &ej.component_secret,
-        &settings,
-    );
-    settings.runtime = "blocking";
-    let mut r2 = Relay::new(
-        "relay-2",
-        ej.component_port,
-        &ej.component_secret,
-        &settings,
-    );
-    r1.spawn();
-    r2.spawn();
-    ej.wait_component_logins(2, &mut [&mut r1, &mut r2]);
+    let ej = Ejabberd::start(2);
+    let opts = RelayOptions {
+        keepalive: (2, "whitespace"),
+        ..RelayOptions::default()
+    };
+    let [mut r1, mut r2] = start_relays(&ej, &opts, ["smol", "blocking"]);
     let quiet = !wait_until(Duration::from_secs(9), || ej.component_logins() > 2);
     assert!(
         quiet,
@@ -503,8 +416,5 @@ fn balanced_instances_stay_connected_when_idle() {
         r1.log(),
         r2.log()
     );
-    r1.stop_cleanly();
-    r2.stop_cleanly();
-    ej.assert_no_problems();
-    ej.stop();
+    finish(ej, [&mut r1, &mut r2], []);
 }

@@ -4,6 +4,9 @@
 //! and uniquely named accounts, so tests run in parallel. Every wait is
 //! bounded. When a test fails, the Prosody log, the relay's log and the
 //! clients' stderr are printed.
+//!
+//! Relays, clients and the process functions take ports and passwords, not
+//! a Prosody, where another server (ejabberd's test) uses them too.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
@@ -52,6 +55,11 @@ pub fn random_hex(bytes: usize) -> String {
     out
 }
 
+/// A resource no client has had: `res-<random>`.
+pub fn new_resource() -> String {
+    format!("res-{}", random_hex(4))
+}
+
 fn base64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
@@ -98,7 +106,7 @@ pub fn free_port() -> u16 {
     panic!("no free port on 127.0.0.1");
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -128,9 +136,18 @@ pub fn python() -> String {
     }
 }
 
+/// Whether `cmd` runs and exits 0.
+pub fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// `program`, made to receive SIGTERM when the test thread that starts it
 /// ends (or the test process dies): nothing outlives a killed test run.
-fn command_guarded(program: impl AsRef<std::ffi::OsStr>) -> Command {
+pub fn command_guarded(program: impl AsRef<std::ffi::OsStr>) -> Command {
     if on_path("setpriv") {
         let mut c = Command::new("setpriv");
         c.args(["--pdeathsig".as_ref(), "TERM".as_ref(), program.as_ref()]);
@@ -140,8 +157,9 @@ fn command_guarded(program: impl AsRef<std::ffi::OsStr>) -> Command {
     }
 }
 
-/// Run a command to completion within `limit`, or kill it.
-fn run_bounded(cmd: &mut Command, limit: Duration) -> Result<(ExitStatus, String), String> {
+/// Run a command to completion within `limit`, or kill it; its status and
+/// output.
+pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Result<(ExitStatus, String), String> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -151,15 +169,22 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> Result<(ExitStatus, String
     let out = collect(child.stdout.take().unwrap());
     let err = collect(child.stderr.take().unwrap());
     let status = wait_bounded(&mut child, limit);
+    // The readers finish when the pipes close; not joined, since a daemon
+    // the command left behind may hold them open.
+    thread::sleep(Duration::from_millis(10));
     let text = |b: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&b.lock().unwrap()).into_owned();
     match status {
         Some(s) => Ok((s, format!("{}{}", text(&out), text(&err)))),
-        None => Err(format!("{cmd:?} did not finish within {limit:?}")),
+        None => Err(format!(
+            "{cmd:?} did not finish within {limit:?}: {}{}",
+            text(&out),
+            text(&err)
+        )),
     }
 }
 
 /// Drain a pipe on a thread.
-fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+pub fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
     let buf = Arc::new(Mutex::new(Vec::new()));
     let b = buf.clone();
     thread::spawn(move || {
@@ -174,8 +199,22 @@ fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
     buf
 }
 
+/// Start `cmd` with stdin closed and stdout and stderr appended to `out`.
+pub fn spawn_into(cmd: &mut Command, out: &Path) -> Result<Child, String> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out)
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(file.try_clone().map_err(|e| e.to_string())?)
+        .stderr(file)
+        .spawn()
+        .map_err(|e| format!("{cmd:?}: {e}"))
+}
+
 /// Wait for a child to exit within `limit`; kill it (and reap) if it does not.
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + limit;
     loop {
         if let Ok(Some(s)) = child.try_wait() {
@@ -190,19 +229,46 @@ fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     }
 }
 
+/// Poll `done` every 25 ms until it holds (true) or `limit` passes (false).
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Send the signal `name` (`TERM`, `KILL`) to one process.
+pub fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
 /// SIGTERM, then SIGKILL after `grace`.
-fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
+pub fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
     if let Ok(Some(s)) = child.try_wait() {
         return Some(s);
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .stderr(Stdio::null())
-        .status();
+    signal(child.id(), "TERM");
     wait_bounded(child, grace)
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+/// A file's text, empty when it cannot be read (a log not written yet).
+pub fn read_lossy(path: &Path) -> String {
+    fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// The last `lines` lines of a file, or why it cannot be read.
+pub fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read(path)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_else(|e| format!("({}: {e})", path.display()));
@@ -210,54 +276,174 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Install Prosody and python3-slixmpp if missing (as root, with apt-get), or
-/// fail with instructions. Never skips.
-pub fn prerequisites() {
-    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = DONE.get_or_init(|| {
-        let have = || {
-            let prosody = on_path("prosody") && on_path("prosodyctl");
-            let slixmpp = Command::new(python())
-                .args(["-c", "import slixmpp"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            prosody && slixmpp
-        };
-        if have() {
+/// `chown -R user:user dir`: a server that drops root runs as `user`.
+pub fn chown_to(user: &str, dir: &Path) -> Result<(), String> {
+    let (s, out) = run_bounded(
+        Command::new("chown")
+            .args(["-R", &format!("{user}:{user}")])
+            .arg(dir),
+        Duration::from_secs(10),
+    )?;
+    if s.success() {
+        Ok(())
+    } else {
+        Err(format!("chown {user}: {out}"))
+    }
+}
+
+/// `start`, tried three times: a port another process takes between
+/// choosing and binding makes it fail; anything else fails every time.
+pub fn start_retrying<T>(what: &str, mut start: impl FnMut() -> Result<T, String>) -> T {
+    let mut last = String::new();
+    for _ in 0..3 {
+        match start() {
+            Ok(t) => return t,
+            Err(e) => last = e,
+        }
+    }
+    panic!("{what} did not start: {last}");
+}
+
+/// What a test's XMPP server starts from: a temp dir of its own, free
+/// client and component ports on 127.0.0.1, a component password.
+pub struct ServerSetup {
+    pub dir: TempDir,
+    pub c2s_port: u16,
+    pub component_port: u16,
+    pub component_secret: String,
+}
+
+impl ServerSetup {
+    pub fn new(server: &str) -> Result<ServerSetup, String> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("axrelay-e2e-{server}-"))
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        Ok(ServerSetup {
+            dir,
+            c2s_port: free_port(),
+            component_port: free_port(),
+            component_secret: random_hex(16),
+        })
+    }
+}
+
+/// Wait until the server's `log` holds every line of `want` (it listens).
+/// Fails when the log says `in_use` (a port was taken: start again), when
+/// the server exits, or after `limit`, with the end of `log` and of `out`
+/// (its stdout and stderr).
+pub fn wait_listening(
+    child: &mut Child,
+    log: &Path,
+    out: &Path,
+    want: &[String],
+    in_use: &str,
+    limit: Duration,
+) -> Result<(), String> {
+    let context = || format!("{}\n{}", tail(out, 40), tail(log, 40));
+    let mut exited = None;
+    let listening = wait_until(limit, || {
+        let text = read_lossy(log);
+        if text.contains(in_use) || want.iter().all(|w| text.contains(w.as_str())) {
+            return true;
+        }
+        exited = child.try_wait().ok().flatten();
+        exited.is_some()
+    });
+    if let Some(s) = exited {
+        return Err(format!("exited ({s}):\n{}", context()));
+    }
+    if !listening {
+        return Err(format!("not listening after {limit:?}:\n{}", context()));
+    }
+    if read_lossy(log).contains(in_use) {
+        return Err(format!("port in use:\n{}", context()));
+    }
+    Ok(())
+}
+
+/// Check once per `done` which Debian packages `missing` names; as root,
+/// install them with apt-get and check again. Panics with `hint` for what
+/// is still missing: no test is skipped for want of a program.
+pub fn ensure_installed(
+    done: &'static OnceLock<Result<(), String>>,
+    missing: impl Fn() -> Vec<&'static str>,
+    hint: impl FnOnce(&[&str]) -> String,
+) {
+    let result = done.get_or_init(|| {
+        let first = missing();
+        if first.is_empty() {
             return Ok(());
         }
         if is_root() && on_path("apt-get") {
-            eprintln!("e2e: installing prosody and python3-slixmpp with apt-get");
-            let apt = |args: &[&str]| {
-                run_bounded(
-                    Command::new("apt-get")
-                        .args(args)
-                        .env("DEBIAN_FRONTEND", "noninteractive"),
-                    Duration::from_secs(900),
-                )
+            eprintln!("installing {} with apt-get", first.join(" "));
+            let apt = |args: &[&str]| match run_bounded(
+                Command::new("apt-get")
+                    .args(["-o", "DPkg::Lock::Timeout=300", "-q", "-y"])
+                    .args(args)
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+                Duration::from_secs(900),
+            ) {
+                Ok((s, _)) if s.success() => true,
+                Ok((s, out)) => {
+                    eprintln!("apt-get {args:?}: {s}\n{out}");
+                    false
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    false
+                }
             };
-            let _ = apt(&["update", "-qq"]);
-            match apt(&["install", "-y", "-qq", "prosody", "python3-slixmpp"]) {
-                Ok((s, out)) if !s.success() => eprintln!("apt-get install failed:\n{out}"),
-                Err(e) => eprintln!("{e}"),
-                _ => {}
-            }
-            if have() {
-                return Ok(());
+            let mut install = vec!["install", "--no-install-recommends"];
+            install.extend(&first);
+            // The package lists are fetched only when the ones there do
+            // not have what is missing.
+            if !apt(&install) {
+                apt(&["update"]);
+                apt(&install);
             }
         }
-        Err(format!(
-            "the end-to-end tests need Prosody 0.12 and slixmpp for {}: \
-             apt-get install prosody python3-slixmpp (or set AXRELAY_E2E_PYTHON)",
-            python()
-        ))
+        let left = missing();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(hint(&left))
+        }
     });
     if let Err(e) = result {
         panic!("{e}");
     }
+}
+
+/// Install Prosody and python3-slixmpp if missing (as root, with apt-get), or
+/// fail with instructions. Never skips.
+pub fn prerequisites() {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    ensure_installed(
+        &DONE,
+        || {
+            let mut m = Vec::new();
+            if !(on_path("prosody") && on_path("prosodyctl")) {
+                m.push("prosody");
+            }
+            if !slixmpp_importable() {
+                m.push("python3-slixmpp");
+            }
+            m
+        },
+        |_| {
+            format!(
+                "the end-to-end tests need Prosody 0.12 and slixmpp for {}: \
+                 apt-get install prosody python3-slixmpp (or set AXRELAY_E2E_PYTHON)",
+                python()
+            )
+        },
+    );
+}
+
+/// Whether [`python`] can import slixmpp, which tests/e2e/client.py uses.
+pub fn slixmpp_importable() -> bool {
+    succeeds(Command::new(python()).args(["-c", "import slixmpp"]))
 }
 
 /// Options of the Prosody a test starts.
@@ -324,25 +510,16 @@ pub fn render_prosody_config(
 impl Prosody {
     pub fn start(opts: ProsodyOptions) -> Prosody {
         prerequisites();
-        let mut last = String::new();
-        // A port taken by another process between choosing and binding: retry.
-        for _ in 0..3 {
-            match Prosody::try_start(opts) {
-                Ok(p) => return p,
-                Err(e) => last = e,
-            }
-        }
-        panic!("Prosody did not start: {last}");
+        start_retrying("Prosody", || Prosody::try_start(opts))
     }
 
     fn try_start(opts: ProsodyOptions) -> Result<Prosody, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("axrelay-e2e-prosody-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
-        let c2s_port = free_port();
-        let component_port = free_port();
-        let component_secret = random_hex(16);
+        let ServerSetup {
+            dir,
+            c2s_port,
+            component_port,
+            component_secret,
+        } = ServerSetup::new("prosody")?;
         let config = dir.path().join("prosody.cfg.lua");
         fs::create_dir_all(dir.path().join("data")).map_err(|e| e.to_string())?;
         fs::write(
@@ -360,17 +537,8 @@ impl Prosody {
         if root {
             // Prosody refuses to run as root; it runs as the prosody user,
             // which must own its directory.
-            let (s, out) = run_bounded(
-                Command::new("chown")
-                    .args(["-R", "prosody:prosody"])
-                    .arg(dir.path()),
-                Duration::from_secs(10),
-            )?;
-            if !s.success() {
-                return Err(format!("chown prosody: {out}"));
-            }
+            chown_to("prosody", dir.path())?;
         }
-        let out = fs::File::create(dir.path().join("prosody.out")).map_err(|e| e.to_string())?;
         let mut cmd = if root {
             let mut c = Command::new("setpriv");
             c.args(["--pdeathsig", "TERM", "--reuid=prosody", "--regid=prosody"]);
@@ -379,15 +547,8 @@ impl Prosody {
         } else {
             command_guarded("prosody")
         };
-        let child = cmd
-            .arg("--config")
-            .arg(&config)
-            .arg("-F")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().map_err(|e| e.to_string())?)
-            .stderr(out)
-            .spawn()
-            .map_err(|e| format!("start prosody: {e}"))?;
+        cmd.arg("--config").arg(&config).arg("-F");
+        let child = spawn_into(&mut cmd, &dir.path().join("prosody.out"))?;
         let mut p = Prosody {
             c2s_port,
             component_port,
@@ -400,30 +561,17 @@ impl Prosody {
             format!("Activated service 'c2s' on [127.0.0.1]:{c2s_port}"),
             format!("Activated service 'component' on [127.0.0.1]:{component_port}"),
         ];
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let log = p.log();
-            if log.contains("Failed to open server port") {
-                return Err(format!("port in use:\n{}", tail(&p.log_path(), 20)));
-            }
-            if want.iter().all(|w| log.contains(w.as_str())) {
-                return Ok(p);
-            }
-            if let Ok(Some(s)) = p.child.try_wait() {
-                return Err(format!(
-                    "prosody exited ({s}):\n{}\n{}",
-                    tail(&p.dir.path().join("prosody.out"), 30),
-                    tail(&p.log_path(), 30)
-                ));
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "not listening after 20 s:\n{}",
-                    tail(&p.log_path(), 30)
-                ));
-            }
-            thread::sleep(Duration::from_millis(25));
-        }
+        let (log, out) = (p.log_path(), p.dir.path().join("prosody.out"));
+        wait_listening(
+            &mut p.child,
+            &log,
+            &out,
+            &want,
+            "Failed to open server port",
+            Duration::from_secs(20),
+        )
+        .map_err(|e| format!("prosody {e}"))?;
+        Ok(p)
     }
 
     pub fn dir(&self) -> &Path {
@@ -435,9 +583,7 @@ impl Prosody {
     }
 
     pub fn log(&self) -> String {
-        fs::read(self.log_path())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        read_lossy(&self.log_path())
     }
 
     /// How often the relay has completed the component handshake.
@@ -489,35 +635,17 @@ pub fn password_of(user: &str) -> String {
 /// what to install. Never skips.
 fn memcached_prerequisite() {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = DONE.get_or_init(|| {
-        if on_path("memcached") {
-            return Ok(());
-        }
-        if is_root() && on_path("apt-get") {
-            eprintln!("e2e: installing memcached with apt-get");
-            let apt = |args: &[&str]| {
-                run_bounded(
-                    Command::new("apt-get")
-                        .args(args)
-                        .env("DEBIAN_FRONTEND", "noninteractive"),
-                    Duration::from_secs(900),
-                )
-            };
-            let _ = apt(&["update", "-qq"]);
-            match apt(&["install", "-y", "-qq", "memcached"]) {
-                Ok((s, out)) if !s.success() => eprintln!("apt-get install failed:\n{out}"),
-                Err(e) => eprintln!("{e}"),
-                _ => {}
-            }
+    ensure_installed(
+        &DONE,
+        || {
             if on_path("memcached") {
-                return Ok(());
+                vec![]
+            } else {
+                vec!["memcached"]
             }
-        }
-        Err("this test needs memcached: apt-get install memcached".to_string())
-    });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
+        },
+        |_| "this test needs memcached: apt-get install memcached".to_string(),
+    );
 }
 
 /// A memcached of its own on 127.0.0.1 (free port, no UDP), killed when
@@ -671,7 +799,7 @@ impl Identity {
     }
 }
 
-/// How [`Relay::start_with`] configures the relay.
+/// How [`Relay::configure`] configures the relay.
 #[derive(Clone, Debug)]
 pub struct RelayOptions {
     /// The local store; ignored when `memcache` is set.
@@ -682,6 +810,11 @@ pub struct RelayOptions {
     pub memcache: Option<(String, String)>,
     /// `[relay] keepalive` (seconds) and `keepalive_mode`.
     pub keepalive: (u64, &'static str),
+    /// `[hash] secret`: instances of one domain must share it to give a
+    /// user the same pseudonym; a fresh one for every `default()`.
+    pub secret: String,
+    /// `--log-sensitive`: the debug log names the JIDs an instance served.
+    pub log_sensitive: bool,
 }
 
 impl Default for RelayOptions {
@@ -691,17 +824,22 @@ impl Default for RelayOptions {
             identity: Identity::Bare,
             memcache: None,
             keepalive: (60, "ping"),
+            secret: random_secret(),
+            log_sensitive: false,
         }
     }
 }
 
-/// The `axrelay run` binary, connected to a test's Prosody.
+/// The `axrelay run` binary, a component of a test's XMPP server.
 pub struct Relay {
+    /// What its messages and its log on failure are headed with.
+    pub name: String,
     /// The executable (the test's `CARGO_BIN_EXE_axrelay`).
     bin: PathBuf,
     dir: TempDir,
     config: PathBuf,
     log: PathBuf,
+    log_sensitive: bool,
     child: Option<Child>,
     pub runtime: String,
     pub store: Store,
@@ -725,20 +863,40 @@ impl Relay {
 
     /// Like [`Relay::start`], with the identity mode and store of `opts`.
     pub fn start_with(bin: &Path, prosody: &Prosody, runtime: &str, opts: RelayOptions) -> Relay {
+        let mut relay = Relay::configure(
+            bin,
+            "relay",
+            prosody.component_port,
+            &prosody.component_secret,
+            runtime,
+            opts,
+        );
+        relay.spawn(prosody);
+        relay
+    }
+
+    /// Write the config for a server's component port and password;
+    /// [`Relay::spawn_process`] starts it.
+    pub fn configure(
+        bin: &Path,
+        name: &str,
+        component_port: u16,
+        password: &str,
+        runtime: &str,
+        opts: RelayOptions,
+    ) -> Relay {
         let store = opts.store;
         let dir = tempfile::Builder::new()
             .prefix("axrelay-e2e-relay-")
             .tempdir()
             .expect("temp dir");
         let mut conf = format!(
-            "[relay]\njid = {COMPONENT}\nserver = 127.0.0.1\nport = {}\npassword = {}\n\
-             runtime = {runtime}\nkeepalive = {}\nkeepalive_mode = {}\n\n\
+            "[relay]\njid = {COMPONENT}\nserver = 127.0.0.1\nport = {component_port}\n\
+             password = {password}\nruntime = {runtime}\nkeepalive = {}\nkeepalive_mode = {}\n\n\
              [hash]\nsecret = {}\ndomain = {COMPONENT}\nidentity = {}\nresource = {RELAY_RESOURCE}\n",
-            prosody.component_port,
-            prosody.component_secret,
             opts.keepalive.0,
             opts.keepalive.1,
-            random_secret(),
+            opts.secret,
             opts.identity.conf(),
         );
         match (&opts.memcache, store) {
@@ -759,17 +917,17 @@ impl Relay {
         let config = dir.path().join("axrelay.conf");
         fs::write(&config, conf).expect("write relay config");
         let log = dir.path().join("axrelay.log");
-        let mut relay = Relay {
+        Relay {
+            name: name.to_string(),
             bin: bin.to_owned(),
             dir,
             config,
             log,
+            log_sensitive: opts.log_sensitive,
             child: None,
             runtime: runtime.to_string(),
             store,
-        };
-        relay.spawn(prosody);
-        relay
+        }
     }
 
     pub fn store_path(&self) -> PathBuf {
@@ -782,45 +940,41 @@ impl Relay {
         self.wait_connected(prosody, before, Duration::from_secs(30));
     }
 
-    fn spawn_process(&mut self) {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("relay log");
-        let child = command_guarded(&self.bin)
-            .arg("run")
-            .arg("-c")
-            .arg(&self.config)
-            .arg("-d")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start axrelay");
-        self.child = Some(child);
+    /// Start the process without waiting for the server to accept it; the
+    /// log is appended to across restarts.
+    pub fn spawn_process(&mut self) {
+        assert!(self.child.is_none(), "{} already runs", self.name);
+        let mut cmd = command_guarded(&self.bin);
+        cmd.arg("run").arg("-c").arg(&self.config).arg("-d");
+        if self.log_sensitive {
+            cmd.arg("--log-sensitive");
+        }
+        self.child = Some(spawn_into(&mut cmd, &self.log).unwrap_or_else(|e| panic!("{e}")));
+    }
+
+    /// Panic with the log if the process has exited.
+    pub fn check_running(&mut self) {
+        if let Some(Ok(Some(s))) = self.child.as_mut().map(|c| c.try_wait()) {
+            panic!(
+                "{} exited ({s}); its log:\n{}",
+                self.name,
+                tail(&self.log, 60)
+            );
+        }
     }
 
     /// Wait until Prosody has accepted a component more than `before` times.
     pub fn wait_connected(&mut self, prosody: &Prosody, before: usize, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if prosody.component_logins() > before {
-                return;
-            }
-            if let Some(Ok(Some(s))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!(
-                    "axrelay run exited ({s}) before connecting:\n{}",
-                    tail(&self.log, 60)
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Prosody did not accept the relay within {limit:?}; relay log:\n{}",
-                tail(&self.log, 60)
-            );
-            thread::sleep(Duration::from_millis(25));
-        }
+        let connected = wait_until(limit, || {
+            self.check_running();
+            prosody.component_logins() > before
+        });
+        assert!(
+            connected,
+            "Prosody did not accept {} within {limit:?}; its log:\n{}",
+            self.name,
+            tail(&self.log, 60)
+        );
     }
 
     /// A second instance with the same configuration (memory store only),
@@ -840,10 +994,12 @@ impl Relay {
         fs::copy(&self.config, &config).expect("copy relay config");
         let log = dir.path().join("axrelay.log");
         let mut standby = Relay {
+            name: format!("{}'s standby", self.name),
             bin: self.bin.clone(),
             dir,
             config,
             log,
+            log_sensitive: self.log_sensitive,
             child: None,
             runtime: self.runtime.clone(),
             store: self.store,
@@ -851,15 +1007,11 @@ impl Relay {
         let refused = || prosody.log().matches(REFUSED_SECOND).count();
         let before = refused();
         standby.spawn_process();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while refused() == before {
-            assert!(
-                Instant::now() < deadline,
-                "the second instance did not try to connect within 15 s; its log:\n{}",
-                tail(&standby.log, 60)
-            );
-            thread::sleep(Duration::from_millis(25));
-        }
+        assert!(
+            wait_until(Duration::from_secs(15), || refused() > before),
+            "the second instance did not try to connect within 15 s; its log:\n{}",
+            tail(&standby.log, 60)
+        );
         standby
     }
 
@@ -874,7 +1026,8 @@ impl Relay {
         let status = terminate(&mut child, Duration::from_secs(10));
         assert!(
             status.is_some(),
-            "axrelay did not exit within 10 s of SIGTERM; log:\n{}",
+            "{} did not exit within 10 s of SIGTERM; log:\n{}",
+            self.name,
             tail(&self.log, 60)
         );
         status
@@ -888,18 +1041,19 @@ impl Relay {
 
     /// Stop and check the exit status is 0 (SPEC §7).
     pub fn stop_cleanly(&mut self) {
-        let status = self.stop().expect("relay was not running");
+        let status = self
+            .stop()
+            .unwrap_or_else(|| panic!("{} was not running", self.name));
         assert!(
             status.success(),
-            "axrelay exited with {status} after SIGTERM; log:\n{}",
+            "{} exited with {status} after SIGTERM; log:\n{}",
+            self.name,
             tail(&self.log, 60)
         );
     }
 
     pub fn log(&self) -> String {
-        fs::read(&self.log)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        read_lossy(&self.log)
     }
 }
 
@@ -910,8 +1064,10 @@ impl Drop for Relay {
         }
         if thread::panicking() {
             eprintln!(
-                "---- relay log (last 100 lines) ----\n{}\n---- end of relay log ----",
-                tail(&self.log, 100)
+                "---- {} log (last 100 lines) ----\n{}\n---- end of {} log ----",
+                self.name,
+                tail(&self.log, 100),
+                self.name
             );
         }
     }
@@ -939,13 +1095,16 @@ impl Elem {
                 .map(|(k, v)| (k.clone(), v.str().unwrap_or("").into()))
                 .collect(),
             text: j.get("text").str().unwrap_or("").into(),
-            children: j
-                .get("children")
-                .arr()
-                .iter()
-                .map(Elem::from_json)
-                .collect(),
+            children: Elem::children_of(j),
         }
+    }
+
+    fn children_of(j: &Json) -> Vec<Elem> {
+        j.get("children")
+            .arr()
+            .iter()
+            .map(Elem::from_json)
+            .collect()
     }
 
     pub fn attr(&self, name: &str) -> Option<&str> {
@@ -985,12 +1144,7 @@ impl Msg {
                     e.get("condition").str().unwrap_or("").into(),
                 )
             }),
-            children: j
-                .get("children")
-                .arr()
-                .iter()
-                .map(Elem::from_json)
-                .collect(),
+            children: Elem::children_of(j),
         }
     }
 
@@ -1042,11 +1196,16 @@ pub struct Client {
 impl Client {
     /// Log `user` in with `resource`; panics if that fails within 20 s.
     pub fn login(prosody: &Prosody, user: &str, resource: &str) -> Client {
+        Client::login_at(prosody.c2s_port, user, resource)
+    }
+
+    /// Log `user@localhost/resource` in on the client port of any server.
+    pub fn login_at(c2s_port: u16, user: &str, resource: &str) -> Client {
         let jid = format!("{user}@{HOST}/{resource}");
         let mut child = command_guarded(python())
             .arg(repo().join("tests/e2e/client.py"))
             .args(["serve", "--jid", &jid, "--password", &password_of(user)])
-            .args(["--port", &prosody.c2s_port.to_string(), "--timeout", "15"])
+            .args(["--port", &c2s_port.to_string(), "--timeout", "15"])
             .args(["--max-lifetime", "300"])
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::piped())
@@ -1086,7 +1245,7 @@ impl Client {
 
     /// Log in with a fresh random resource.
     pub fn login_new(prosody: &Prosody, user: &str) -> Client {
-        Client::login(prosody, user, &format!("res-{}", random_hex(4)))
+        Client::login(prosody, user, &new_resource())
     }
 
     pub fn bare(&self) -> String {
@@ -1243,11 +1402,16 @@ impl Client {
 
     /// Exactly `n` messages within [`WAIT`]; panics with what arrived if not.
     pub fn expect(&mut self, n: usize, from: Option<&str>) -> Vec<Msg> {
-        let got = self.wait(n, WAIT, from);
+        self.expect_within(n, WAIT, from)
+    }
+
+    /// Exactly `n` messages within `limit`, for more than [`WAIT`] allows.
+    pub fn expect_within(&mut self, n: usize, limit: Duration, from: Option<&str>) -> Vec<Msg> {
+        let got = self.wait(n, limit, from);
         if got.len() != n {
             let raw = self.raw_tail(4000);
             panic!(
-                "{} expected {n} message(s){} within {WAIT:?}, got {got:#?}\n\
+                "{} expected {n} message(s){} within {limit:?}, got {got:#?}\n\
                  last raw XML received:\n{raw}",
                 self.user,
                 from.map(|f| format!(" from {f}")).unwrap_or_default(),
@@ -1328,4 +1492,63 @@ pub fn assert_no_trace_of(other: &Client, resources: &[String], reader: &mut Cli
             );
         }
     }
+}
+
+/// Check that `m`, received by `to`, is a chat message relayed from
+/// `from_pseudonym` with `body` unchanged.
+pub fn check_relayed(m: &Msg, to: &Client, from_pseudonym: &str, body: &str) {
+    assert_eq!(
+        m.error, None,
+        "{} got an error instead of {body:?}: {m:#?}",
+        to.user
+    );
+    assert_eq!(
+        m.from,
+        format!("{from_pseudonym}/{RELAY_RESOURCE}"),
+        "{m:#?}"
+    );
+    assert_eq!(bare(&m.to), to.bare(), "{m:#?}");
+    assert_eq!(m.kind, "chat", "{m:#?}");
+    assert!(
+        m.body.as_deref() == Some(body),
+        "body changed on the way: {m:#?}"
+    );
+}
+
+/// `to` receives exactly one chat message, from `from_pseudonym`/a, with
+/// `body`; returns it.
+pub fn expect_relayed(to: &mut Client, from_pseudonym: &str, body: &str) -> Msg {
+    let m = to.expect_one(None);
+    check_relayed(&m, to, from_pseudonym, body);
+    m
+}
+
+/// A well-formed pseudonym at the relay's domain that nobody has.
+pub fn unknown_pseudonym() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let hex = random_hex(45);
+    let local: String = hex
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            let v = u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap();
+            ALPHABET[(v % 32) as usize] as char
+        })
+        .collect();
+    let p = format!("{local}@{COMPONENT}");
+    assert_pseudonym(&p);
+    p
+}
+
+/// SPEC §5: a message to a pseudonym nobody has comes back from that
+/// address as item-not-found, and `bystander` receives nothing.
+pub fn check_unknown_pseudonym(sender: &mut Client, bystander: &mut Client) {
+    let nobody = unknown_pseudonym();
+    sender.send(&nobody, "anyone there?");
+    let m = sender.expect_one(None);
+    assert_eq!(m.kind, "error", "{m:#?}");
+    assert_eq!(m.sender_bare(), nobody, "{m:#?}");
+    let (_, condition) = m.error.clone().expect("an <error/> child");
+    assert_eq!(condition, "item-not-found", "{m:#?}");
+    bystander.expect_none(Duration::from_millis(500));
 }
