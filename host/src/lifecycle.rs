@@ -11,6 +11,7 @@ use axrelay_proto::DisconnectReason;
 
 use crate::backoff::Backoff;
 use crate::connect::{ConnectError, Target};
+use crate::notify::Notifier;
 use crate::options::Exit;
 
 /// After a connection ended: return, or try again after a delay.
@@ -29,17 +30,20 @@ pub struct Lifecycle {
     backoff: Backoff,
     /// Jitter for the backoff, from the seed the runtime hands in.
     rng: fastrand::Rng,
+    notify: Notifier,
     attempts: u64,
     connected_at: Option<Instant>,
 }
 
 impl Lifecycle {
-    /// Nothing attempted yet; `seed` makes the backoff's jitter.
-    pub fn new(target: Target, seed: u64) -> Self {
+    /// Nothing attempted yet; `seed` makes the backoff's jitter, `notify`
+    /// tells systemd how it goes.
+    pub fn new(target: Target, seed: u64, notify: Notifier) -> Self {
         Lifecycle {
             target,
             backoff: Backoff::new(),
             rng: fastrand::Rng::with_seed(seed),
+            notify,
             attempts: 0,
             connected_at: None,
         }
@@ -62,6 +66,8 @@ impl Lifecycle {
     pub fn attempt(&mut self) {
         self.attempts += 1;
         log::debug!("connecting to {}", self.target);
+        self.notify
+            .status(&format!("connecting to {}", self.target));
     }
 
     /// Connection attempts after the first.
@@ -73,6 +79,8 @@ impl Lifecycle {
     pub fn connect_failed(&mut self, err: &ConnectError) -> Duration {
         let delay = self.delay();
         log::warn!("{err}; retrying in {:.1} s", delay.as_secs_f64());
+        self.notify
+            .status(&format!("{err}; retrying in {:.1} s", delay.as_secs_f64()));
         delay
     }
 
@@ -82,9 +90,15 @@ impl Lifecycle {
         log::info!("connected to {}", self.target);
     }
 
-    /// The server accepted the handshake.
-    pub fn online(&self) {
+    /// The server accepted the handshake for `domain`.
+    pub fn online(&mut self, domain: &str) {
         log::info!("online: the server accepted the component handshake");
+        self.notify.status(&format!("online as {domain}"));
+    }
+
+    /// A graceful stop has begun.
+    pub fn stopping(&mut self) {
+        self.notify.stopping();
     }
 
     /// The connection ended for `reason`; `stopping` if a stop was requested.
@@ -106,6 +120,10 @@ impl Lifecycle {
             "disconnected: {reason}; reconnecting in {:.1} s",
             delay.as_secs_f64()
         );
+        self.notify.status(&format!(
+            "disconnected: {reason}; reconnecting in {:.1} s",
+            delay.as_secs_f64()
+        ));
         Next::Retry(delay)
     }
 
@@ -121,7 +139,11 @@ mod tests {
 
     #[test]
     fn decides_between_exit_and_retry() {
-        let mut l = Lifecycle::new(Target::new(&Options::new("127.0.0.1", 5347)), 1);
+        let mut l = Lifecycle::new(
+            Target::new(&Options::new("127.0.0.1", 5347)),
+            1,
+            Notifier::default(),
+        );
         let now = Instant::now();
         l.connected(now);
         assert_eq!(

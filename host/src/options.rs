@@ -35,6 +35,9 @@ pub struct Options {
     /// system's default of many minutes. The binary sets twice the
     /// keepalive interval.
     pub dead_peer_timeout: Option<Duration>,
+    /// systemd's notification socket (`NOTIFY_SOCKET`), to which the
+    /// connection's state is reported; `None` outside systemd.
+    pub notify_socket: Option<String>,
 }
 
 impl Options {
@@ -48,6 +51,7 @@ impl Options {
             stats_interval: Duration::from_secs(300),
             max_store_batch: 64,
             dead_peer_timeout: None,
+            notify_socket: None,
         }
     }
 }

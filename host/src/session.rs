@@ -21,6 +21,7 @@ use bytes::Bytes;
 
 use crate::connect::{ConnectError, Target};
 use crate::lifecycle::{Lifecycle, Next};
+use crate::notify::Notifier;
 use crate::options::{Exit, Options, WRITE_TIMEOUT};
 use crate::report::StatsTicker;
 use crate::store_jobs::{Job, JobQueue, Outcomes};
@@ -90,7 +91,13 @@ impl Session {
     pub fn new(relay: Relay, opts: &Options, seed: u64, now: Instant) -> Self {
         Session {
             relay,
-            life: Lifecycle::new(Target::new(opts), seed),
+            life: Lifecycle::new(
+                Target::new(opts),
+                seed,
+                opts.notify_socket
+                    .as_deref()
+                    .map_or_else(Notifier::default, Notifier::to),
+            ),
             jobs: JobQueue::new(opts.max_store_batch),
             ticker: StatsTicker::new(opts.stats_interval, now),
             conn: Conn::Due,
@@ -208,6 +215,7 @@ impl Session {
             return;
         }
         self.stopping = true;
+        self.life.stopping();
         match self.conn {
             Conn::Up => {
                 self.up.stop_deadline =
@@ -309,7 +317,7 @@ impl Session {
                     value,
                     ttl,
                 } => self.jobs.put(op, key, value, ttl),
-                Action::Online => self.life.online(),
+                Action::Online => self.life.online(&self.relay.config().domain),
                 Action::Disconnect(reason) => {
                     if matches!(self.conn, Conn::Up) {
                         // The first reason is the one that counts.

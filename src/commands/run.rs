@@ -28,7 +28,7 @@ fn try_run(args: &RunArgs) -> Result<Status, Status> {
         }
         return Err(Status::Config);
     }
-    let plan = relay_config(&settings, random_key()?, args.log_sensitive).map_err(|e| {
+    let mut plan = relay_config(&settings, random_key()?, args.log_sensitive).map_err(|e| {
         logging::fatal(e);
         Status::Config
     })?;
@@ -74,6 +74,9 @@ fn try_run(args: &RunArgs) -> Result<Status, Status> {
         store.kind()
     );
 
+    // Under systemd (`Type=notify`): report readiness and the connection's
+    // state there too.
+    plan.options.notify_socket = std::env::var("NOTIFY_SOCKET").ok();
     let exit = launch::run(plan.runtime, relay, plan.options, store, reopen).map_err(|e| {
         logging::fatal(e);
         Status::Failure

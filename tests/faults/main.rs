@@ -7,6 +7,7 @@
 
 mod relay;
 
+use std::os::unix::net::UnixDatagram;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -133,8 +134,13 @@ fn online(server: &FakeServer) -> Conn {
 }
 
 /// SIGTERM: the relay closes its stream and exits 0.
-fn stop(relay: &mut RelayProcess, mut conn: Conn) {
+fn stop(relay: &mut RelayProcess, conn: Conn) {
     relay.terminate();
+    stop_after_signal(relay, conn);
+}
+
+/// After SIGTERM: the relay closes its stream and exits 0.
+fn stop_after_signal(relay: &mut RelayProcess, mut conn: Conn) {
     conn.expect_end(SHORT);
     conn.close();
     let status = relay.wait(SHORT);
@@ -212,6 +218,44 @@ fn drop_mid_stanza(runtime: &str) {
         "and back",
     );
     stop(&mut relay, conn);
+}
+
+/// Under systemd the relay says it is ready and how its connection goes:
+/// `READY=1` with `connecting to …`, `online as DOMAIN`, the reconnect
+/// after the server dropped it, and `STOPPING=1` at SIGTERM.
+fn systemd_hears_the_state(runtime: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("notify");
+    let systemd = UnixDatagram::bind(&path).expect("bind the notification socket");
+    systemd
+        .set_read_timeout(Some(RECONNECT))
+        .expect("socket timeout");
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = systemd.recv(&mut buf).expect("a notification in time");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let server = FakeServer::start();
+    let port = server.port();
+    let mut relay = RelayProcess::start_notifying(runtime, port, "", Some(path.clone()));
+    assert_eq!(
+        next(),
+        format!("READY=1\nSTATUS=connecting to 127.0.0.1:{port}")
+    );
+    let conn = online(&server);
+    assert_eq!(next(), format!("STATUS=online as {DOMAIN}"));
+    conn.drop_connection();
+    let status = next();
+    assert!(
+        status.starts_with("STATUS=disconnected: ") && status.contains("reconnecting in"),
+        "{status}"
+    );
+    assert_eq!(next(), format!("STATUS=connecting to 127.0.0.1:{port}"));
+    let conn = online(&server);
+    assert_eq!(next(), format!("STATUS=online as {DOMAIN}"));
+    relay.terminate();
+    assert_eq!(next(), "STOPPING=1\nSTATUS=stopping");
+    stop_after_signal(&mut relay, conn);
 }
 
 /// Scenario 2: the server restarts: its port refuses connections for 2 s,
@@ -629,6 +673,7 @@ macro_rules! both_runtimes {
 }
 
 both_runtimes!(
+    systemd_hears_the_state,
     drop_mid_stanza,
     server_restart,
     server_silent,

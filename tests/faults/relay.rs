@@ -26,6 +26,8 @@ pub struct RelayProcess {
     log: PathBuf,
     child: Option<Child>,
     pid: u32,
+    /// systemd's notification socket, if the relay is told of one.
+    notify: Option<PathBuf>,
 }
 
 /// Processes started here get SIGTERM when the test thread that started
@@ -118,6 +120,17 @@ impl RelayProcess {
     /// Start `axrelay run` for the component port `port` with `[relay]
     /// runtime = runtime`; `extra` is appended to the configuration.
     pub fn start(runtime: &str, port: u16, extra: &str) -> RelayProcess {
+        RelayProcess::start_notifying(runtime, port, extra, None)
+    }
+
+    /// [`RelayProcess::start`] with `NOTIFY_SOCKET` set to `notify`, as
+    /// systemd does for a `Type=notify` unit.
+    pub fn start_notifying(
+        runtime: &str,
+        port: u16,
+        extra: &str,
+        notify: Option<PathBuf>,
+    ) -> RelayProcess {
         let dir = tempfile::Builder::new()
             .prefix("axrelay-faults-")
             .tempdir()
@@ -136,6 +149,7 @@ impl RelayProcess {
             log,
             child: None,
             pid: 0,
+            notify,
         };
         relay.spawn();
         relay
@@ -147,7 +161,11 @@ impl RelayProcess {
             .append(true)
             .open(self.dir.path().join("stderr"))
             .expect("stderr file");
-        let child = guarded(env!("CARGO_BIN_EXE_axrelay"))
+        let mut command = guarded(env!("CARGO_BIN_EXE_axrelay"));
+        if let Some(socket) = &self.notify {
+            command.env("NOTIFY_SOCKET", socket);
+        }
+        let child = command
             .arg("run")
             .arg("-c")
             .arg(&self.config)
