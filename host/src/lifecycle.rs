@@ -33,6 +33,8 @@ pub struct Lifecycle {
     notify: Notifier,
     attempts: u64,
     connected_at: Option<Instant>,
+    /// Whether the current connection got past the handshake.
+    online: bool,
 }
 
 impl Lifecycle {
@@ -46,6 +48,7 @@ impl Lifecycle {
             notify,
             attempts: 0,
             connected_at: None,
+            online: false,
         }
     }
 
@@ -87,11 +90,13 @@ impl Lifecycle {
     /// TCP (and the proxy tunnel) is up.
     pub fn connected(&mut self, now: Instant) {
         self.connected_at = Some(now);
+        self.online = false;
         log::info!("connected to {}", self.target);
     }
 
     /// The server accepted the handshake for `domain`.
     pub fn online(&mut self, domain: &str) {
+        self.online = true;
         log::info!("online: the server accepted the component handshake");
         self.notify.status(&format!("online as {domain}"));
     }
@@ -112,7 +117,11 @@ impl Lifecycle {
             return Next::Exit(Exit::Refused(reason.clone()));
         }
         if stopping || reason.is_shutdown() {
-            log::info!("stopped: stream closed");
+            if std::mem::take(&mut self.online) {
+                log::info!("stopped: stream closed");
+            } else {
+                log::info!("stopped before the server accepted the handshake");
+            }
             return Next::Exit(Exit::Stopped);
         }
         let delay = self.delay();

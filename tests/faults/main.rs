@@ -322,6 +322,28 @@ fn server_silent(runtime: &str) {
     stop(&mut relay, conn);
 }
 
+/// SIGTERM while the server has not answered the handshake: a clean exit,
+/// and the log says the relay stopped before it was online (no stream of
+/// its was closed by the server).
+fn stop_during_a_hung_handshake(runtime: &str) {
+    let server = FakeServer::start();
+    let mut relay = RelayProcess::start(runtime, server.port(), "");
+    let mut silent = server.accept(RECONNECT);
+    silent.read_header(SHORT);
+    relay.terminate();
+    let status = relay.wait(SHORT);
+    assert!(
+        status.success(),
+        "axrelay exited with {status} after SIGTERM"
+    );
+    let log = relay.log();
+    assert!(
+        log.contains("stopped before the server accepted the handshake"),
+        "{log}"
+    );
+    assert!(!log.contains("stopped: stream closed"), "{log}");
+}
+
 /// `PSEUDONYM => JID` as `axrelay hash --lookup` prints a stored mapping.
 fn stored(relay: &RelayProcess, jid: &str) -> bool {
     let out = relay.hash(&["--lookup", &pseudonym(jid)]);
@@ -674,6 +696,7 @@ macro_rules! both_runtimes {
 
 both_runtimes!(
     systemd_hears_the_state,
+    stop_during_a_hung_handshake,
     drop_mid_stanza,
     server_restart,
     server_silent,
