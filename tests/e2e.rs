@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use axrelay_test_support::e2e::{
-    assert_no_trace_of, check_relayed, check_unknown_pseudonym, expect_relayed, random_hex,
+    assert_no_trace_of, bare, check_relayed, check_unknown_pseudonym, expect_relayed, random_hex,
     random_secret, Client, Elem, Identity, Memcached, Msg, Prosody, ProsodyOptions, Relay,
     RelayOptions, Store, COMPONENT, HOST, RELAY_RESOURCE, WAIT,
 };
@@ -126,6 +126,7 @@ both_runtimes!(
     whoami_and_relay_both_ways,
     pseudonym_stable_across_logins,
     unknown_pseudonym_is_item_not_found,
+    rate_limit_refuses_the_excess,
     bounce_when_recipient_offline,
     offline_storage_delivers_at_next_login,
     unicode_and_large_bodies_byte_identical,
@@ -202,6 +203,45 @@ fn pseudonym_stable_across_logins(runtime: &str) {
 
     r.bob.send(&first, "still you?");
     expect_relayed(&mut r.alice, &b, "still you?");
+    r.finish();
+}
+
+/// SPEC §5: over the message rate limit the sender gets policy-violation
+/// (`wait`) from the pseudonym it wrote to, the recipient gets nothing of
+/// the excess, and another sender is not held up.
+fn rate_limit_refuses_the_excess(runtime: &str) {
+    let mut r = Rig::start_with(
+        runtime,
+        ProsodyOptions::default(),
+        RelayOptions {
+            extra: "[limits]\nsender_rate = 0.01\nsender_burst = 3\n".into(),
+            ..RelayOptions::default()
+        },
+    );
+    let a = r.alice.whoami();
+    let b = r.bob.whoami();
+    for i in 0..5 {
+        r.bob.send(&a, &format!("message {i}"));
+    }
+    for i in 0..3 {
+        expect_relayed(&mut r.alice, &b, &format!("message {i}"));
+    }
+    let refused = r.bob.expect(2, None);
+    for m in &refused {
+        assert_eq!(
+            m.error,
+            Some(("wait".to_owned(), "policy-violation".to_owned())),
+            "{m:#?}"
+        );
+        assert_eq!(
+            bare(&m.from),
+            a,
+            "the error comes from the pseudonym: {m:#?}"
+        );
+    }
+    r.alice.expect_none(Duration::from_secs(2));
+    r.alice.send(&b, "another sender is fine");
+    expect_relayed(&mut r.bob, &a, "another sender is fine");
     r.finish();
 }
 

@@ -39,14 +39,15 @@ impl StatsTicker {
 pub fn stats_line(s: &Stats, reconnects: u64) -> String {
     format!(
         "stats: stanzas in {}, relayed {}, bounced {}, rejected {}, dropped {}, oversized {}, \
-         whoami {}, lookups {}, writes {}, cache hits {}, store errors {}, poisoned {}, \
-         sessions {}, reconnects {}",
+         rate-limited {}, whoami {}, lookups {}, writes {}, cache hits {}, store errors {}, \
+         poisoned {}, sessions {}, reconnects {}",
         s.stanzas_in,
         s.relayed,
         s.bounced,
         s.rejected,
         s.dropped,
         s.oversized,
+        s.rate_limited,
         s.whoami,
         s.lookups,
         s.writes,

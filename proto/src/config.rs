@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::jid::Jid;
 use crate::pseudonym::IdentityMode;
+use crate::rate::{RateLimits, RateOf};
 
 /// Parsing limits (SPEC §6), enforced while parsing, before anything is
 /// buffered whole.
@@ -164,6 +165,8 @@ pub struct Config {
     /// Allow JIDs and pseudonyms in debug logs (`--log-sensitive`); bodies
     /// are never logged.
     pub log_sensitive: bool,
+    /// Rate limits per sender and for everyone (SPEC §5).
+    pub rates: RateLimits,
 }
 
 impl std::fmt::Debug for Config {
@@ -191,6 +194,9 @@ pub enum ConfigError {
     BadResource(String),
     /// The pseudonym secret is empty.
     EmptySecret,
+    /// A rate is negative or not a number, or a limit that is on lets
+    /// nothing through (a burst below 1).
+    BadRate(RateOf),
     /// A limit is below its [`Limit::minimum`].
     BadLimit {
         /// Which limit.
@@ -206,6 +212,11 @@ impl std::fmt::Display for ConfigError {
             ConfigError::BadDomain(d) => write!(f, "'{d}' is not a valid component domain"),
             ConfigError::BadResource(r) => write!(f, "'{r}' is not a valid resource"),
             ConfigError::EmptySecret => f.write_str("the pseudonym secret is empty"),
+            ConfigError::BadRate(which) => write!(
+                f,
+                "the {} rate limit must be a rate of 0 (off) or more with a burst of at least 1",
+                which.name()
+            ),
             ConfigError::BadLimit { limit, minimum } => write!(
                 f,
                 "limit {} is too small (at least {minimum})",
@@ -241,6 +252,7 @@ impl Config {
             max_pending: 10_000,
             max_pending_bytes: 64 * 1024 * 1024,
             log_sensitive: false,
+            rates: RateLimits::default(),
         }
     }
 
@@ -256,6 +268,13 @@ impl Config {
         }
         if self.secret.is_empty() {
             return Err(ConfigError::EmptySecret);
+        }
+        for which in RateOf::ALL {
+            let rate = self.rates.get(which);
+            let on = rate.per_second > 0.0;
+            if !rate.per_second.is_finite() || rate.per_second < 0.0 || (on && rate.burst < 1) {
+                return Err(ConfigError::BadRate(which));
+            }
         }
         for limit in Limit::ALL {
             let minimum = limit.minimum();

@@ -66,6 +66,9 @@ mod action;
 pub mod seal;
 pub mod store;
 
+// Rate limits, checked while deciding.
+mod rate;
+
 // Around it all: the configuration and the counters.
 mod config;
 mod stats;
@@ -74,6 +77,7 @@ pub use action::{Action, DisconnectReason, OpId, StoreOutcome};
 pub use config::{Config, ConfigError, KeepaliveMode, Limit, Limits};
 pub use jid::Jid;
 pub use pseudonym::{IdentityMode, Pseudonymizer};
+pub use rate::{Rate, RateLimits, RateOf};
 pub use relay::Relay;
 pub use seal::StoreCodec;
 pub use stats::Stats;

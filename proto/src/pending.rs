@@ -53,6 +53,8 @@ pub(crate) struct Resolution {
     pub(crate) served: Served,
     /// How often the job went back for more operations.
     pub(crate) rounds: u8,
+    /// Counted against the rate limits already, when first decided.
+    pub(crate) counted: bool,
 }
 
 pub(crate) struct Job {

@@ -18,6 +18,7 @@ use crate::idmap::IdMap;
 use crate::ns;
 use crate::pending::{Pending, Settled};
 use crate::pseudonym::{Local, Pseudonymizer};
+use crate::rate::Limiter;
 use crate::seal::StoreCodec;
 use crate::stats::Stats;
 use crate::writer::Writer;
@@ -74,6 +75,7 @@ pub struct Relay {
     pub(crate) forward: GenMap<String, Local>,
     pub(crate) ids: IdMap,
     pub(crate) pending: Pending,
+    pub(crate) limiter: Limiter,
     state: State,
     framer: Option<Framer>,
     frames: Vec<Frame>,
@@ -110,6 +112,7 @@ impl Relay {
             forward: GenMap::new(config.cache_capacity, Keyed::new(&key, 4)),
             ids: IdMap::new(&key, config.id_map_capacity),
             pending: Pending::new(Keyed::new(&key, 5)),
+            limiter: Limiter::new(config.rates, Keyed::new(&key, 7)),
             state: State::Idle,
             framer: None,
             frames: Vec::new(),

@@ -27,6 +27,8 @@ pub struct Stats {
     pub store_errors: u64,
     /// Stored values that failed authentication or verification.
     pub poisoned: u64,
+    /// Stanzas refused for a rate limit.
+    pub rate_limited: u64,
     /// Connections whose handshake succeeded.
     pub sessions: u64,
 }

@@ -35,6 +35,7 @@ pub fn relay_config(
     let hash = settings.hash()?;
     let store = settings.store()?;
     let limits = settings.limits()?;
+    let rates = settings.rates()?;
 
     let mut config = Config::new(&relay.jid, &relay.password, hash.secret.as_bytes());
     config.identity = hash.identity;
@@ -45,6 +46,7 @@ pub fn relay_config(
     config.keepalive_mode = relay.keepalive_mode;
     config.server_domain = relay.server_domain.clone();
     config.limits = limits;
+    config.rates = rates;
     config.id_key = id_key;
     config.log_sensitive = log_sensitive;
 
@@ -77,6 +79,13 @@ fn core_error(settings: &Settings, e: CoreError) -> ConfigError {
         CoreError::BadResource(_) => ("hash", "resource"),
         CoreError::EmptySecret => ("hash", "secret"),
         CoreError::BadLimit { limit, .. } => ("limits", limit.name()),
+        CoreError::BadRate(which) => (
+            "limits",
+            super::RATE_KEYS
+                .iter()
+                .find(|(w, ..)| w == which)
+                .map_or("sender_rate", |(_, rate, _)| rate),
+        ),
     };
     ConfigError {
         path: settings.path().to_owned(),

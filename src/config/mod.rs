@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axrelay_host::socks5::Proxy;
-use axrelay_proto::{IdentityMode, KeepaliveMode, Limit, Limits};
+use axrelay_proto::{IdentityMode, KeepaliveMode, Limit, Limits, RateLimits, RateOf};
 
 pub use assemble::{relay_config, RelayPlan};
 pub use document::{Document, SyntaxError};
@@ -44,7 +44,26 @@ const KNOWN: &[(&str, &[&str])] = &[
     ("hash", &["secret", "domain", "identity", "resource"]),
     ("memcache", &["servers", "encrypt", "ttl", "timeout"]),
     ("local_storage", &["path", "encrypt", "ttl"]),
-    ("limits", &["max_stanza_bytes", "max_depth"]),
+    (
+        "limits",
+        &[
+            "max_stanza_bytes",
+            "max_depth",
+            "sender_rate",
+            "sender_burst",
+            "whoami_rate",
+            "whoami_burst",
+            "global_rate",
+            "global_burst",
+        ],
+    ),
+];
+
+/// Each rate limit's `[limits]` keys.
+pub const RATE_KEYS: [(RateOf, &str, &str); 3] = [
+    (RateOf::Messages, "sender_rate", "sender_burst"),
+    (RateOf::Whoami, "whoami_rate", "whoami_burst"),
+    (RateOf::Global, "global_rate", "global_burst"),
 ];
 
 /// `[memcache]` keys the 2014 axrelay passed to pylibmc; accepted so old
@@ -550,6 +569,35 @@ impl Settings {
             limits.max_depth = n;
         }
         Ok(limits)
+    }
+
+    /// The rate limits of `[limits]` over the defaults: `NAME_rate` per
+    /// second (0 turns the limit off) and `NAME_burst` for each of
+    /// `sender`, `whoami` and `global`.
+    pub fn rates(&self) -> Result<RateLimits, ConfigError> {
+        let mut rates = RateLimits::default();
+        for (which, rate_key, burst_key) in RATE_KEYS {
+            let mut rate = rates.get(which);
+            if let Some(r) = self.parse_opt("limits", rate_key, value::rate)? {
+                rate.per_second = r;
+            }
+            let burst = self.parse_opt("limits", burst_key, |v| {
+                value::count(v, 1..=value::MAX_RATE as usize)
+            })?;
+            if let Some(b) = burst {
+                rate.burst = u32::try_from(b).unwrap_or(value::MAX_RATE);
+            }
+            // A limit switched on without a burst gets one second's worth.
+            if rate.per_second > 0.0 && rate.burst == 0 {
+                rate.burst = (rate.per_second.ceil() as u32).max(1);
+            }
+            match which {
+                RateOf::Messages => rates.messages = rate,
+                RateOf::Whoami => rates.whoami = rate,
+                RateOf::Global => rates.global = rate,
+            }
+        }
+        Ok(rates)
     }
 
     /// Secrets anyone can know, and a pseudonym domain that is not the

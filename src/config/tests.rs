@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use axrelay_proto::{IdentityMode, KeepaliveMode};
+use axrelay_proto::{IdentityMode, KeepaliveMode, Rate, RateLimits};
 
 use super::*;
 
@@ -435,4 +435,55 @@ fn every_key_of_the_example_is_known_and_valid() {
     assert!(
         matches!(plan.store, StoreSettings::Memcached { ref servers, .. } if servers.len() == 2)
     );
+}
+
+#[test]
+fn rate_limits_have_defaults_keys_and_ranges() {
+    let plan = relay_config(&settings(GOOD), [0; 32], false).unwrap();
+    assert_eq!(plan.config.rates, RateLimits::default());
+
+    let s = settings(&GOOD.replace(
+        "max_depth        = 16",
+        "max_depth = 16\nsender_rate = 2.5\nsender_burst = 7\nwhoami_rate = 0\n\
+         global_rate = 100",
+    ));
+    let rates = relay_config(&s, [0; 32], false).unwrap().config.rates;
+    assert_eq!(
+        rates.messages,
+        Rate {
+            per_second: 2.5,
+            burst: 7
+        }
+    );
+    assert_eq!(rates.whoami.per_second, 0.0, "0 turns it off");
+    assert_eq!(
+        rates.global,
+        Rate {
+            per_second: 100.0,
+            burst: 100
+        },
+        "a global limit without a burst gets one second's worth"
+    );
+
+    for (line, expect) in [
+        (
+            "sender_rate = -1",
+            "/etc/axrelay.conf: [limits] sender_rate: expected a number per second from 0 (off) \
+             to 1000000, got '-1'",
+        ),
+        (
+            "whoami_rate = often",
+            "/etc/axrelay.conf: [limits] whoami_rate: expected a number per second from 0 (off) \
+             to 1000000, got 'often'",
+        ),
+        (
+            "global_burst = 0",
+            "/etc/axrelay.conf: [limits] global_burst: expected a whole number from 1 to \
+             1000000, got '0'",
+        ),
+    ] {
+        let s =
+            settings(&GOOD.replace("max_depth        = 16", &format!("max_depth = 16\n{line}")));
+        assert_eq!(message(relay_config(&s, [0; 32], false)), expect);
+    }
 }

@@ -94,6 +94,20 @@ pub fn count(s: &str, range: RangeInclusive<usize>) -> Result<usize, String> {
         })
 }
 
+/// The largest rate and burst a limit may be set to.
+pub const MAX_RATE: u32 = 1_000_000;
+
+/// A rate per second from 0 (the limit is off) to [`MAX_RATE`]; decimals
+/// allowed (`0.1` is one every 10 s).
+pub fn rate(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|r| r.is_finite() && (0.0..=f64::from(MAX_RATE)).contains(r))
+        .ok_or_else(|| {
+            format!("expected a number per second from 0 (off) to {MAX_RATE}, got '{s}'")
+        })
+}
+
 /// A 32-byte key written as base64 (the output of `axrelay secret`).
 pub fn key32(s: &str) -> Result<[u8; 32], String> {
     let bytes = BASE64

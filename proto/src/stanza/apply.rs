@@ -9,6 +9,8 @@ use crate::filter::{self, Allowed, RefKind};
 use crate::idmap::{Origin, Sent};
 use crate::jid::Jid;
 use crate::ns;
+use crate::pseudonym::Local;
+use crate::rate::{Counted, Over};
 use crate::relay::Relay;
 
 use super::verdict::{Bounce, IqAnswer, PresenceAnswer, Relayed, Sender, Verdict, WriteState};
@@ -42,6 +44,7 @@ impl Relay {
             Verdict::Bounce(b) => self.send_bounce(b),
             Verdict::Presence { to, local, answer } => self.presence_answer(to, *local, *answer),
             Verdict::Iq { from, to, answer } => self.iq_answer(st.head, from, to, *answer),
+            Verdict::Limited { sender, over } => self.limited(st, sender, *over, now),
             Verdict::Wait(_) => debug_assert!(false, "a waiting stanza is queued, not applied"),
         }
     }
@@ -69,6 +72,44 @@ impl Relay {
                 self.remember_sender(&w.sender);
             }
             _ => {}
+        }
+    }
+
+    /// Charge a stanza's first decision against the rate limits.
+    pub(crate) fn count(&mut self, verdict: &Verdict<'_>, now: Instant) {
+        let (local, what) = match verdict {
+            Verdict::Relay(r) => (r.sender.local, Counted::Message),
+            Verdict::Whoami { sender, .. } => (sender.local, Counted::Whoami),
+            Verdict::Wait(w) => (w.sender.local, w.counted),
+            _ => return,
+        };
+        self.limiter.charge(&local, what, now);
+    }
+
+    /// Refused for a rate limit: the error, the counter, and at most one
+    /// log line a minute per sender (naming nobody without
+    /// `--log-sensitive`).
+    fn limited(&mut self, st: Incoming<'_>, sender: &Local, over: Over, now: Instant) {
+        self.stats.rate_limited += 1;
+        self.reply_error(st.el, "wait", "policy-violation");
+        let Some(refused) = self.limiter.refused(sender, now) else {
+            return;
+        };
+        let limit = match over {
+            Over::Sender(Counted::Message) => "its message rate limit",
+            Over::Sender(Counted::Whoami) => "its /whoami rate limit",
+            Over::Global => "the global message rate limit",
+        };
+        if self.cfg.log_sensitive {
+            log::warn!(
+                "rate limit: {} ({sender}@{}) is over {limit}; {refused} refused since the last such line",
+                st.head.from.unwrap_or("?"),
+                self.cfg.domain
+            );
+        } else {
+            log::warn!(
+                "rate limit: a sender is over {limit}; {refused} refused since the last such line"
+            );
         }
     }
 

@@ -10,6 +10,7 @@ use crate::jid::Jid;
 use crate::ns;
 use crate::pending::{Need, Resolution, Served};
 use crate::pseudonym::{Local, Pseudonymizer};
+use crate::rate::Counted;
 use crate::relay::Relay;
 
 use super::verdict::{
@@ -143,10 +144,14 @@ impl Relay {
             return error("wait", "internal-server-error");
         }
         let sender = self.sender(&from, now);
+        if let Some(limited) = self.over_limit(res, &sender, Counted::Whoami, now) {
+            return limited;
+        }
         if sender.write == WriteState::Needed {
             let need = Need::Write(sender.local.to_string(), sender.identity.to_owned());
             return Verdict::Wait(Wait {
                 needs: vec![need],
+                counted: Counted::Whoami,
                 sender,
                 recipient_gen: None,
             });
@@ -176,12 +181,15 @@ impl Relay {
         let Some(recipient_local) = recipient_local else {
             return error("cancel", "item-not-found");
         };
+        let sender = self.sender(&from, now);
+        if let Some(limited) = self.over_limit(res, &sender, Counted::Message, now) {
+            return limited;
+        }
         let mut needs = Vec::new();
         let recipient = self.known.peek(local);
         if recipient.is_none() {
             needs.push(Need::Lookup(local.to_owned()));
         }
-        let sender = self.sender(&from, now);
         if sender.write == WriteState::Needed {
             needs.push(Need::Write(
                 sender.local.to_string(),
@@ -198,10 +206,30 @@ impl Relay {
             }),
             _ => Verdict::Wait(Wait {
                 needs,
+                counted: Counted::Message,
                 sender,
                 recipient_gen: recipient.map(|(_, gen)| (local, gen)),
             }),
         }
+    }
+
+    /// A stanza over a rate limit, when it is first decided (a stanza that
+    /// waited for the store was counted already).
+    fn over_limit(
+        &self,
+        res: &Resolution,
+        sender: &Sender<'_>,
+        what: Counted,
+        now: Instant,
+    ) -> Option<Verdict<'static>> {
+        if res.counted {
+            return None;
+        }
+        let over = self.limiter.allows(&sender.local, what, now).err()?;
+        Some(Verdict::Limited {
+            sender: sender.local,
+            over,
+        })
     }
 
     /// A delivery error for a message the relay passed on: back to the

@@ -66,6 +66,7 @@ impl Relay {
         }
         let verdict = self.decide(st, &Resolution::default(), now);
         self.remember(&verdict);
+        self.count(&verdict, now);
         // Moved out only for a stanza that waits: the others are applied in
         // place, which spares the relay path a copy of its verdict.
         if let Verdict::Wait(w) = verdict {

@@ -9,6 +9,7 @@ use crate::idmap::Sent;
 use crate::jid::Jid;
 use crate::pending::Need;
 use crate::pseudonym::Local;
+use crate::rate::{Counted, Over};
 
 /// What to do with one stanza.
 #[derive(Debug)]
@@ -47,6 +48,9 @@ pub(crate) enum Verdict<'a> {
     /// The store has to answer first; what the caches gave is remembered
     /// all the same.
     Wait(Wait<'a>),
+    /// Over a rate limit: `policy-violation` (`wait`) to the sender, from
+    /// the address it wrote to.
+    Limited { sender: Local, over: Over },
 }
 
 /// Why a stanza is dropped.
@@ -144,6 +148,8 @@ pub(crate) enum IqAnswer {
 #[derive(Debug)]
 pub(crate) struct Wait<'a> {
     pub(crate) needs: Vec<Need>,
+    /// What the stanza counts as against the rate limits.
+    pub(crate) counted: Counted,
     pub(crate) sender: Sender<'a>,
     /// The recipient's localpart and where `known` holds its mapping, when
     /// it does (a cache hit even though the stanza waits for the sender's

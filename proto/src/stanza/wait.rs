@@ -27,10 +27,14 @@ impl Relay {
     /// A stanza from a sender with stanzas waiting: it queues behind them,
     /// its operations issued now so that they are under way by its turn.
     pub(super) fn enqueue(&mut self, el: Element, sender: &str, now: Instant) {
-        let verdict = self.decide(Incoming::new(&el), &Resolution::default(), now);
+        let st = Incoming::new(&el);
+        let verdict = self.decide(st, &Resolution::default(), now);
         self.remember(&verdict);
+        self.count(&verdict, now);
         let needs = match verdict {
             Verdict::Wait(w) => w.needs,
+            // Refused at once: it would be refused in its turn too.
+            Verdict::Limited { .. } => return self.apply(st, &verdict, now),
             _ => Vec::new(),
         };
         self.enqueue_with(el, sender, needs, now);
@@ -43,7 +47,9 @@ impl Relay {
         needs: Vec<Need>,
         now: Instant,
     ) {
-        let job = Job::new(el);
+        let mut job = Job::new(el);
+        // Every job was counted against the rate limits when first decided.
+        job.res.counted = true;
         // One stanza may always wait, whatever it weighs.
         let over_bytes = !self.pending.is_empty()
             && self.pending.bytes() + job.weight > self.cfg.max_pending_bytes;

@@ -2,6 +2,7 @@
 
 mod harness;
 mod hostile;
+mod limits;
 mod props;
 mod stanzas;
 mod stream;

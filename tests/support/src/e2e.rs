@@ -815,6 +815,8 @@ pub struct RelayOptions {
     pub secret: String,
     /// `--log-sensitive`: the debug log names the JIDs an instance served.
     pub log_sensitive: bool,
+    /// Appended to the configuration as it is (more sections).
+    pub extra: String,
 }
 
 impl Default for RelayOptions {
@@ -826,6 +828,7 @@ impl Default for RelayOptions {
             keepalive: (60, "ping"),
             secret: random_secret(),
             log_sensitive: false,
+            extra: String::new(),
         }
     }
 }
@@ -914,6 +917,8 @@ impl Relay {
                 random_secret()
             )),
         }
+        conf.push('\n');
+        conf.push_str(&opts.extra);
         let config = dir.path().join("axrelay.conf");
         fs::write(&config, conf).expect("write relay config");
         let log = dir.path().join("axrelay.log");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use axrelay_benches::wire;
 use axrelay_host::{Exit, Options};
-use axrelay_proto::{Config, Relay, Store};
+use axrelay_proto::{Config, Rate, RateLimits, Relay, Store};
 
 /// Which component answers the generator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -93,6 +93,7 @@ impl Running {
             .ok_or("an in-process relay needs a store")?;
         let mut cfg = Config::new(wire::COMPONENT, &setup.password, setup.secret.as_bytes());
         cfg.id_key = setup.id_key;
+        cfg.rates = generous_rates();
         if let Some(c) = setup.id_map_capacity {
             cfg.id_map_capacity = c;
         }
@@ -206,10 +207,29 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
         .map_err(|e| format!("cannot start a thread: {e}"))
 }
 
+/// Rate limits the generator's few users, each sending thousands of
+/// messages a second, never reach, so that the limits' cost is measured
+/// but nothing is refused.
+const LIMITS: &str = "[limits]\nsender_rate = 1000000\nsender_burst = 1000000\n\
+                      whoami_rate = 1000000\nwhoami_burst = 1000000\n";
+
+/// [`LIMITS`] for the relay in this process.
+pub fn generous_rates() -> RateLimits {
+    let rate = Rate {
+        per_second: 1e6,
+        burst: 1_000_000,
+    };
+    RateLimits {
+        messages: rate,
+        whoami: rate,
+        global: Rate::OFF,
+    }
+}
+
 fn start_child(setup: &Setup, bin: &PathBuf) -> Result<Running, String> {
     let mut conf = format!(
         "[relay]\njid = {c}\nserver = 127.0.0.1\nport = {p}\npassword = {pw}\nruntime = {rt}\n\n\
-         [hash]\nsecret = {s}\ndomain = {c}\n",
+         [hash]\nsecret = {s}\ndomain = {c}\n\n{LIMITS}",
         c = wire::COMPONENT,
         p = setup.port,
         pw = setup.password,
