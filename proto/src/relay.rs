@@ -112,7 +112,7 @@ impl Relay {
             forward: GenMap::new(config.cache_capacity, Keyed::new(&key, 4)),
             ids: IdMap::new(&key, config.id_map_capacity),
             pending: Pending::new(Keyed::new(&key, 5)),
-            limiter: Limiter::new(config.rates, Keyed::new(&key, 7)),
+            limiter: Limiter::new(config.rates),
             state: State::Idle,
             framer: None,
             frames: Vec::new(),
