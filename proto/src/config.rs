@@ -162,6 +162,10 @@ pub struct Config {
     pub max_pending_bytes: usize,
     /// Allow JIDs and bodies in debug logs (`--log-sensitive`).
     pub log_sensitive: bool,
+    /// Log each decision at debug level (`-d`): relayed, bounced, dropped
+    /// and refused, with pseudonyms only unless `log_sensitive`. A plain
+    /// flag, so that the relay path reads no logger state when it is off.
+    pub log_decisions: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -239,6 +243,7 @@ impl Config {
             max_pending: 10_000,
             max_pending_bytes: 64 * 1024 * 1024,
             log_sensitive: false,
+            log_decisions: false,
         }
     }
 

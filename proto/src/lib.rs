@@ -66,8 +66,10 @@ mod filter;
 mod idmap;
 mod writer;
 
-// Around it all: the configuration and the counters.
+// Around it all: the configuration, the store's health in the log, the
+// counters.
 mod config;
+mod health;
 mod stats;
 
 pub use action::{Action, DisconnectReason, OpId, StoreOutcome};
@@ -76,7 +78,7 @@ pub use jid::Jid;
 pub use pseudonym::{IdentityMode, Pseudonymizer};
 pub use relay::Relay;
 pub use seal::StoreCodec;
-pub use stats::Stats;
+pub use stats::{DropReason, RejectReason, Stats};
 pub use store::{MemoryStore, Store, StoreError};
 
 #[cfg(test)]

@@ -28,10 +28,11 @@ fn try_run(args: &RunArgs) -> Result<Status, Status> {
         }
         return Err(Status::Config);
     }
-    let plan = relay_config(&settings, random_key()?, args.log_sensitive).map_err(|e| {
+    let mut plan = relay_config(&settings, random_key()?, args.log_sensitive).map_err(|e| {
         logging::fatal(e);
         Status::Config
     })?;
+    plan.config.log_decisions = args.common.debug;
     let path = settings.path().display();
     if secrets::PUBLISHED_PASSWORDS.contains(&plan.config.password.as_str()) {
         log::warn!(

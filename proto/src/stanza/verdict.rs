@@ -9,6 +9,7 @@ use crate::idmap::Sent;
 use crate::jid::Jid;
 use crate::pending::Need;
 use crate::pseudonym::Local;
+pub(crate) use crate::stats::{DropReason as Dropped, RejectReason};
 
 /// What to do with one stanza.
 #[derive(Debug)]
@@ -21,7 +22,7 @@ pub(crate) enum Verdict<'a> {
     /// An error reply from the address the stanza was sent to.
     Error {
         etype: &'static str,
-        cond: &'static str,
+        cond: RejectReason,
     },
     /// The bot's help text, to the sender.
     Help { to: Jid<'a> },
@@ -47,29 +48,6 @@ pub(crate) enum Verdict<'a> {
     /// The store has to answer first; what the caches gave is remembered
     /// all the same.
     Wait(Wait<'a>),
-}
-
-/// Why a stanza is dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dropped {
-    /// `from` or `to` missing or not a JID.
-    Unaddressed,
-    /// Not for this domain, or from it (never relayed raw, never answered:
-    /// loops).
-    NotOurs,
-    /// Neither message, presence nor IQ.
-    UnknownStanza,
-    /// Headlines are neither relayed nor answered.
-    Headline,
-    /// An error to the relay itself: nothing to pass back.
-    ErrorToRelay,
-    /// A message to the relay without a body (typing notifications,
-    /// receipts): needs no answer.
-    NoBody,
-    /// An error naming no message the relay passed between these two.
-    UnknownBounce,
-    /// Presence the relay does not answer.
-    Presence,
 }
 
 /// The sender's pseudonym, as the caches gave it.

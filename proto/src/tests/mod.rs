@@ -2,6 +2,7 @@
 
 mod harness;
 mod hostile;
+mod logs;
 mod props;
 mod stanzas;
 mod stream;
