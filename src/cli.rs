@@ -39,6 +39,10 @@ pub enum Command {
     /// storing the mapping; or, with --lookup, the JID behind each pseudonym.
     #[command(after_help = EXIT_STATUS)]
     Hash(HashArgs),
+    /// Print the running relay's figures, read from its metrics endpoint
+    /// (`[metrics] listen`); exit 2 when that is not set, 1 when nothing
+    /// answers there.
+    Status(StatusArgs),
 }
 
 /// Options every command that reads the configuration takes.
@@ -80,6 +84,13 @@ pub struct RunArgs {
     /// logged). Off by default: logs must not de-anonymize anyone.
     #[arg(long)]
     pub log_sensitive: bool,
+}
+
+/// `axrelay status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub common: Common,
 }
 
 /// `axrelay hash`.

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(&args),
         Command::Secret => commands::secret::secret(),
         Command::Hash(args) => commands::hash::hash(&args),
+        Command::Status(args) => commands::status::status(&args),
     };
     ExitCode::from(status as u8)
 }

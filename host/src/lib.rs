@@ -19,6 +19,7 @@
 pub mod backoff;
 pub mod connect;
 pub mod lifecycle;
+pub mod metrics;
 mod options;
 pub mod report;
 mod session;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axrelay_proto::DisconnectReason;
 
+use crate::metrics::Metrics;
 use crate::socks5::Proxy;
 
 /// How a runtime reaches the server and paces its housekeeping.
@@ -29,6 +30,9 @@ pub struct Options {
     /// system's default of many minutes. The binary sets twice the
     /// keepalive interval.
     pub dead_peer_timeout: Option<Duration>,
+    /// Where the session publishes its figures and the store threads their
+    /// latency; `None`: no metrics.
+    pub metrics: Option<Metrics>,
 }
 
 impl Options {
@@ -42,6 +46,7 @@ impl Options {
             stats_interval: Duration::from_secs(300),
             max_store_batch: 64,
             dead_peer_timeout: None,
+            metrics: None,
         }
     }
 }

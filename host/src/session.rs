@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use crate::connect::{ConnectError, Target};
 use crate::lifecycle::{Lifecycle, Next};
+use crate::metrics::{ConnState, Publisher, Snapshot};
 use crate::options::{Exit, Options};
 use crate::report::StatsTicker;
 use crate::store_jobs::{Job, JobQueue, Outcomes};
@@ -74,6 +75,7 @@ pub struct Session {
     life: Lifecycle,
     jobs: JobQueue,
     stats: StatsTicker,
+    metrics: Option<Publisher>,
     conn: Conn,
     up: Up,
     stopping: bool,
@@ -88,6 +90,7 @@ impl Session {
             life: Lifecycle::new(Target::new(opts), seed),
             jobs: JobQueue::new(opts.max_store_batch),
             stats: StatsTicker::new(opts.stats_interval, now),
+            metrics: opts.metrics.clone().map(|m| Publisher::new(m, now)),
             conn: Conn::Due,
             up: Up::default(),
             stopping: false,
@@ -224,12 +227,13 @@ impl Session {
     fn poll_between(&mut self, now: Instant) -> Output {
         self.stats
             .tick(now, self.relay.stats(), self.life.reconnects());
+        self.publish(now);
         self.relay.poll_transmit();
         self.take_actions();
         if let Some(job) = self.jobs.next_to_start() {
             return Output::Store(job);
         }
-        let wake = self.stats.deadline();
+        let wake = self.wake();
         Output::Wait(match self.conn {
             Conn::Backoff { until } => wake.min(until),
             _ => wake,
@@ -243,6 +247,7 @@ impl Session {
         }
         self.stats
             .tick(now, self.relay.stats(), self.life.reconnects());
+        self.publish(now);
         let transmit = self.relay.poll_transmit();
         self.take_actions();
         let up = &mut self.up;
@@ -268,7 +273,8 @@ impl Session {
             };
             return Output::Close;
         }
-        let mut wake = self.stats.deadline();
+        let mut wake = self.wake();
+        let up = &self.up;
         if let Some(t) = self.relay.poll_timeout() {
             wake = wake.min(t);
         }
@@ -276,6 +282,37 @@ impl Session {
             wake = wake.min(t);
         }
         Output::Wait(wake)
+    }
+
+    /// The session's own deadlines: the counters line and the metrics.
+    fn wake(&self) -> Instant {
+        let wake = self.stats.deadline();
+        match &self.metrics {
+            Some(p) => wake.min(p.deadline()),
+            None => wake,
+        }
+    }
+
+    /// Publish the figures if they are due (once a second, never per
+    /// message).
+    fn publish(&mut self, now: Instant) {
+        let Some(p) = self.metrics.as_mut() else {
+            return;
+        };
+        let (relay, life) = (&self.relay, &self.life);
+        let state = match self.conn {
+            _ if self.stopping => ConnState::Stopping,
+            Conn::Done(_) => ConnState::Stopping,
+            Conn::Backoff { .. } => ConnState::Backoff,
+            Conn::Up if relay.is_online() => ConnState::Online,
+            Conn::Due | Conn::Connecting | Conn::Up => ConnState::Connecting,
+        };
+        p.tick(now, || Snapshot {
+            stats: *relay.stats(),
+            reconnects: life.reconnects(),
+            pending: relay.pending_stanzas(),
+            state,
+        });
     }
 
     /// The core's actions: store work queued, the rest noted.

@@ -3,6 +3,7 @@
 pub mod hash;
 pub mod run;
 pub mod secret;
+pub mod status;
 
 use axrelay::config::Settings;
 use axrelay::logging;
