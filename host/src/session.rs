@@ -6,7 +6,7 @@
 //! other [`Output`] says. It owns the socket, the clock, the store threads
 //! and the wait; the session owns every decision around the core: when to
 //! connect, when a connection is over and why, the stop's grace period,
-//! backoff, the counters line.
+//! backoff, the counters line, publishing the metrics.
 
 use std::io;
 use std::time::Instant;
