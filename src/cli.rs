@@ -85,6 +85,10 @@ pub enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Print the running relay's figures, read from its metrics endpoint
+    /// (`[metrics] listen`); exit 2 when that is not set, 1 when nothing
+    /// answers there.
+    Status(StatusArgs),
 }
 
 /// Options every command that reads the configuration takes.
@@ -134,6 +138,13 @@ pub struct CheckArgs {
     /// Configuration file.
     #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_PATH)]
     pub config: PathBuf,
+}
+
+/// `axrelay status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub common: Common,
 }
 
 /// `axrelay hash`.

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
             commands::Status::Ok
         }
         Command::Manpage { dir } => commands::manpage(Cli::command(), &dir),
+        Command::Status(args) => commands::status::status(&args),
     };
     ExitCode::from(status as u8)
 }

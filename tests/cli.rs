@@ -931,3 +931,172 @@ fn check_reports_config_store_and_server() {
         text(&out.stdout)
     );
 }
+
+// ---- metrics and `status` ----
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET /metrics` from the relay: the body.
+fn scrape(port: u16) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw}");
+    raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+}
+
+fn series(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
+}
+
+/// Scrape until `done` holds for the text (the session publishes once a
+/// second).
+fn scrape_until(port: u16, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(text) = scrape(port) {
+            if done(&text) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "{what}:\n{text}");
+        }
+        assert!(Instant::now() < deadline, "{what}: no answer");
+        sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn metrics_move_while_relaying_and_status_prints_them() {
+    for runtime in ["smol", "blocking"] {
+        let dir = Dir::new();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mport = free_port();
+        let conf = dir.write(
+            "a.conf",
+            &format!(
+                "{}\n[metrics]\nlisten = 127.0.0.1:{mport}\n",
+                config(port, "", "").replace(
+                    "keepalive = 60",
+                    &format!("keepalive = 60\nruntime = {runtime}"),
+                )
+            ),
+        );
+        let mut child = Command::new(BIN)
+            .args(["run", "-d", "-c", p(&conf)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut s = serve_handshake(&listener, "<handshake/>");
+        let first = scrape_until(mport, "online", |t| {
+            t.contains("axrelay_connection_state{state=\"online\"} 1")
+        });
+        assert_eq!(series(&first, "axrelay_relayed_total"), 0.0);
+        assert_eq!(series(&first, "axrelay_sessions_total"), 1.0);
+
+        let alice = "alice@a.example/phone";
+        let bob = "bob@b.example/laptop";
+        s.write_all(
+            format!(
+                "<message from='{alice}' to='axr.example.org' type='chat' id='w'>\
+                 <body>/whoami</body></message>"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let reply = read_until(&mut s, "</message>");
+        let pseudonym = pseudonym_of("alice@a.example");
+        assert!(reply.contains(&pseudonym), "{reply}");
+        for (i, body) in ["one", "two"].iter().enumerate() {
+            s.write_all(
+                format!(
+                    "<message from='{bob}' to='{pseudonym}' type='chat' id='m{i}'>\
+                     <body>{body}</body></message>"
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+            let relayed = read_until(&mut s, "</message>");
+            assert!(relayed.contains(body), "{relayed}");
+        }
+        s.write_all(
+            format!("<message from='{bob}' to='nobody@axr.example.org'><body>x</body></message>")
+                .as_bytes(),
+        )
+        .unwrap();
+        read_until(&mut s, "</message>");
+        let second = scrape_until(mport, "the counters moving", |t| {
+            series(t, "axrelay_relayed_total") >= 2.0
+                && series(t, "axrelay_rejected_total{reason=\"item-not-found\"}") >= 1.0
+        });
+        assert_eq!(series(&second, "axrelay_relayed_total"), 2.0);
+        assert_eq!(series(&second, "axrelay_whoami_total"), 1.0);
+        assert_eq!(series(&second, "axrelay_stanzas_received_total"), 4.0);
+        assert!(series(&second, "axrelay_store_latency_seconds_count{op=\"put\"}") >= 1.0);
+        assert!(!second.contains('@'), "{second}");
+
+        let out = axrelay(&["status", "-c", p(&conf)]);
+        let shown = text(&out.stdout);
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+        assert!(shown.starts_with("state: online\n"), "{shown}");
+        assert!(shown.contains("\nrelayed_total 2\n"), "{shown}");
+
+        signal(&child, "TERM");
+        read_until(&mut s, "</stream:stream>");
+        let _ = s.write_all(b"</stream:stream>");
+        drop(s);
+        assert_eq!(wait_with_deadline(&mut child, Duration::from_secs(10)), 0);
+        // -d tells each decision, by pseudonym only.
+        let err = stderr_of(&mut child);
+        let local = pseudonym.split('@').next().unwrap();
+        assert!(err.contains(&format!("-> {local}")), "{err}");
+        assert!(err.contains("refused a message: item-not-found"), "{err}");
+        assert!(!err.contains("alice") && !err.contains("bob"), "{err}");
+    }
+}
+
+#[test]
+fn status_without_metrics_or_without_a_relay_fails_clearly() {
+    let dir = Dir::new();
+    let off = dir.write("off.conf", &config(5347, "", ""));
+    let out = axrelay(&["status", "-c", p(&off)]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "{}: [metrics] listen: not set, so a running relay publishes no figures",
+            p(&off)
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    let mport = free_port();
+    let idle = dir.write(
+        "idle.conf",
+        &format!(
+            "{}\n[metrics]\nlisten = 127.0.0.1:{mport}\n",
+            config(5347, "", "")
+        ),
+    );
+    let out = axrelay(&["status", "-c", p(&idle)]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "cannot read the relay's figures at http://127.0.0.1:{mport}/metrics: nothing answers"
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+}

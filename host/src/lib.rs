@@ -10,8 +10,9 @@
 //! - [`Options`] and [`Exit`]: what the binary hands a runtime, and how
 //!   its `run` ends; [`StopHandle`]: a graceful stop from any thread.
 //!
-//! Reconnect pacing ([`backoff`], [`lifecycle`]) and the counters line
-//! ([`report`]) are parts of the session.
+//! Reconnect pacing ([`backoff`], [`lifecycle`]), the counters line
+//! ([`report`]) and publishing the [`metrics`] are parts of the session;
+//! the metrics' HTTP endpoint is a thread of its own.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -19,6 +20,7 @@
 pub mod backoff;
 pub mod connect;
 pub mod lifecycle;
+pub mod metrics;
 pub mod notify;
 mod options;
 pub mod report;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axrelay_proto::DisconnectReason;
 
+use crate::metrics::Metrics;
 use crate::socks5::Proxy;
 
 /// A write that makes no progress this long means the connection is dead.
@@ -38,6 +39,9 @@ pub struct Options {
     /// systemd's notification socket (`NOTIFY_SOCKET`), to which the
     /// connection's state is reported; `None` outside systemd.
     pub notify_socket: Option<String>,
+    /// Where the session publishes its figures and the store threads their
+    /// latency; `None`: no metrics.
+    pub metrics: Option<Metrics>,
 }
 
 impl Options {
@@ -52,6 +56,7 @@ impl Options {
             max_store_batch: 64,
             dead_peer_timeout: None,
             notify_socket: None,
+            metrics: None,
         }
     }
 }

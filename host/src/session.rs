@@ -6,7 +6,7 @@
 //! other [`Output`] says. It owns the socket, the clock, the store threads
 //! and the wait; the session owns every decision around the core: when to
 //! connect, when a connection is over and why, the stop's grace period,
-//! backoff, the counters line.
+//! backoff, the counters line, publishing the metrics.
 //!
 //! Socket events (`handle_input`, `handle_closed`, `handle_write_error`)
 //! must be those of the connection the last [`Output::Connect`] opened: a
@@ -21,6 +21,7 @@ use bytes::Bytes;
 
 use crate::connect::{ConnectError, Target};
 use crate::lifecycle::{Lifecycle, Next};
+use crate::metrics::{ConnState, Publisher, Snapshot};
 use crate::notify::Notifier;
 use crate::options::{Exit, Options, WRITE_TIMEOUT};
 use crate::report::StatsTicker;
@@ -80,6 +81,7 @@ pub struct Session {
     life: Lifecycle,
     jobs: JobQueue,
     ticker: StatsTicker,
+    metrics: Option<Publisher>,
     conn: Conn,
     up: Up,
     stopping: bool,
@@ -100,6 +102,7 @@ impl Session {
             ),
             jobs: JobQueue::new(opts.max_store_batch),
             ticker: StatsTicker::new(opts.stats_interval, now),
+            metrics: opts.metrics.clone().map(|m| Publisher::new(m, now)),
             conn: Conn::Due,
             up: Up::default(),
             stopping: false,
@@ -252,12 +255,13 @@ impl Session {
     fn poll_between(&mut self, now: Instant) -> Output {
         self.ticker
             .tick(now, self.relay.stats(), self.life.reconnects());
+        self.publish(now);
         self.relay.poll_transmit();
         self.take_actions();
         if let Some(job) = self.jobs.next_to_start() {
             return Output::Store(job);
         }
-        let wake = self.ticker.deadline();
+        let wake = self.wake();
         Output::Wait(match self.conn {
             Conn::Backoff { until } => wake.min(until),
             _ => wake,
@@ -271,6 +275,7 @@ impl Session {
         }
         self.ticker
             .tick(now, self.relay.stats(), self.life.reconnects());
+        self.publish(now);
         let transmit = self.relay.poll_transmit();
         self.take_actions();
         let up = &mut self.up;
@@ -296,7 +301,8 @@ impl Session {
             };
             return Output::Close;
         }
-        let mut wake = self.ticker.deadline();
+        let mut wake = self.wake();
+        let up = &self.up;
         if let Some(t) = self.relay.poll_timeout() {
             wake = wake.min(t);
         }
@@ -304,6 +310,37 @@ impl Session {
             wake = wake.min(t);
         }
         Output::Wait(wake)
+    }
+
+    /// The session's own deadlines: the counters line and the metrics.
+    fn wake(&self) -> Instant {
+        let wake = self.ticker.deadline();
+        match &self.metrics {
+            Some(p) => wake.min(p.deadline()),
+            None => wake,
+        }
+    }
+
+    /// Publish the figures if they are due (once a second, never per
+    /// message).
+    fn publish(&mut self, now: Instant) {
+        let Some(p) = self.metrics.as_mut() else {
+            return;
+        };
+        let (relay, life) = (&self.relay, &self.life);
+        let state = match self.conn {
+            _ if self.stopping => ConnState::Stopping,
+            Conn::Done(_) => ConnState::Stopping,
+            Conn::Backoff { .. } => ConnState::Backoff,
+            Conn::Up if relay.is_online() => ConnState::Online,
+            Conn::Due | Conn::Connecting | Conn::Up => ConnState::Connecting,
+        };
+        p.tick(now, || Snapshot {
+            stats: *relay.stats(),
+            reconnects: life.reconnects(),
+            pending: relay.pending_stanzas(),
+            state,
+        });
     }
 
     /// The core's actions: store work queued, the rest noted.

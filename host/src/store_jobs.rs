@@ -5,9 +5,12 @@ use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
+use std::time::Instant;
 
 use axrelay_proto::{OpId, Store, StoreError, StoreOutcome};
 use bytes::Bytes;
+
+use crate::metrics::{Metrics, StoreCall};
 
 /// Store calls allowed in flight at once. More than one, so that a slow
 /// lookup does not hold up a `/whoami` write; few, so that a struggling
@@ -150,7 +153,12 @@ pub fn perform(store: &dyn Store, job: Job) -> Outcomes {
 /// threads keep a store client's connections on a few long-lived threads.
 /// A thread ends when the sender is dropped or `deliver` returns false (no
 /// one is listening any more).
-pub fn spawn_workers<D>(store: Arc<dyn Store>, deliver: D) -> mpsc::Sender<Job>
+/// With `metrics`, each call's latency and results are recorded there.
+pub fn spawn_workers<D>(
+    store: Arc<dyn Store>,
+    metrics: Option<Metrics>,
+    deliver: D,
+) -> mpsc::Sender<Job>
 where
     D: Fn(Outcomes) -> bool + Clone + Send + 'static,
 {
@@ -158,6 +166,7 @@ where
     let work_rx = Arc::new(Mutex::new(work_rx));
     for i in 0..MAX_IN_FLIGHT {
         let (store, work_rx, deliver) = (store.clone(), work_rx.clone(), deliver.clone());
+        let metrics = metrics.clone();
         let spawned = thread::Builder::new()
             .name(format!("axrelay-store-{i}"))
             .spawn(move || loop {
@@ -169,7 +178,16 @@ where
                     },
                     Err(_) => return,
                 };
-                if !deliver(perform(&*store, job)) {
+                let call = match job {
+                    Job::Get(_) => StoreCall::Get,
+                    Job::Put { .. } => StoreCall::Put,
+                };
+                let started = Instant::now();
+                let outcomes = perform(&*store, job);
+                if let Some(m) = &metrics {
+                    m.store_call(call, started.elapsed(), &outcomes);
+                }
+                if !deliver(outcomes) {
                     return;
                 }
             });

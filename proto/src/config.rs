@@ -167,6 +167,10 @@ pub struct Config {
     pub log_sensitive: bool,
     /// Rate limits per sender and for everyone (SPEC §5).
     pub rates: RateLimits,
+    /// Log each decision at debug level (`-d`): relayed, bounced, dropped
+    /// and refused, with pseudonyms only unless `log_sensitive`. A plain
+    /// flag, so that the relay path reads no logger state when it is off.
+    pub log_decisions: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -253,6 +257,7 @@ impl Config {
             max_pending_bytes: 64 * 1024 * 1024,
             log_sensitive: false,
             rates: RateLimits::default(),
+            log_decisions: false,
         }
     }
 

@@ -69,8 +69,10 @@ pub mod store;
 // Rate limits, checked while deciding.
 mod rate;
 
-// Around it all: the configuration and the counters.
+// Around it all: the configuration, the store's health in the log, the
+// counters.
 mod config;
+mod health;
 mod stats;
 
 pub use action::{Action, DisconnectReason, OpId, StoreOutcome};
@@ -80,7 +82,7 @@ pub use pseudonym::{IdentityMode, Pseudonymizer};
 pub use rate::{Rate, RateLimits, RateOf};
 pub use relay::Relay;
 pub use seal::StoreCodec;
-pub use stats::Stats;
+pub use stats::{DropReason, RejectReason, Stats};
 pub use store::{MemoryStore, Store, StoreError};
 
 #[cfg(test)]

@@ -14,13 +14,14 @@ use crate::cache::{GenMap, Keyed};
 use crate::config::{Config, ConfigError, KeepaliveMode};
 use crate::element::Element;
 use crate::framer::{Frame, FrameError, Framer};
+use crate::health::StoreHealth;
 use crate::idmap::IdMap;
 use crate::ns;
 use crate::pending::{Pending, Settled};
 use crate::pseudonym::{Local, Pseudonymizer};
 use crate::rate::Limiter;
 use crate::seal::StoreCodec;
-use crate::stats::Stats;
+use crate::stats::{DropReason, RejectReason, Stats};
 use crate::writer::Writer;
 
 /// A mapping the relay knows: pseudonym localpart → verified identity.
@@ -84,6 +85,8 @@ pub struct Relay {
     /// have lost what it held (a memcached restart), so a write made before
     /// the latest failure no longer counts as written.
     pub(crate) store_failures: u64,
+    /// What the log has said about the store.
+    pub(crate) health: StoreHealth,
 }
 
 impl std::fmt::Debug for Relay {
@@ -118,6 +121,7 @@ impl Relay {
             frames: Vec::new(),
             ping_seq: 0,
             store_failures: 0,
+            health: StoreHealth::default(),
             cfg: config,
         })
     }
@@ -199,8 +203,11 @@ impl Relay {
     pub fn handle_timeout(&mut self, now: Instant) {
         for op in self.pending.expired(now) {
             self.stats.store_errors += 1;
+            let refused = self.stats.rejected_for(RejectReason::InternalServerError);
+            self.health.failed(&"no answer in time", refused, now);
             self.settle(op, Settled::Failed, now);
         }
+        self.health.poisoned(self.stats.poisoned, now);
         match self.state {
             State::Idle => {}
             State::AwaitHeader { deadline } if now >= deadline => {
@@ -313,6 +320,11 @@ impl Relay {
         }
     }
 
+    /// Stanzas waiting on the store.
+    pub fn pending_stanzas(&self) -> usize {
+        self.pending.len()
+    }
+
     /// How long the current connection has been online, if it is.
     pub fn online_for(&self, now: Instant) -> Option<Duration> {
         match self.state {
@@ -372,13 +384,13 @@ impl Relay {
                         self.stats.stanzas_in += 1;
                         self.handle_stanza(el, now);
                     }
-                    _ => self.stats.dropped += 1,
+                    _ => self.stats.drop(DropReason::NotOnline),
                 }
             }
             (Frame::Skipped(head), State::Online { .. }) => {
                 self.stats.oversized += 1;
                 if let Some(head) = head {
-                    self.reply_error(&head, "modify", "policy-violation");
+                    self.reply_error(&head, "modify", RejectReason::PolicyViolation);
                 }
             }
             (Frame::Skipped(_), _) => self.stats.oversized += 1,
@@ -440,7 +452,7 @@ impl Relay {
     fn begin_close(&mut self, now: Instant) {
         for job in self.pending.drain() {
             self.stats.store_errors += 1;
-            self.reply_error(&job.stanza, "wait", "remote-server-timeout");
+            self.reply_error(&job.stanza, "wait", RejectReason::RemoteServerTimeout);
         }
         self.writer.close(&mut self.out);
         self.state = State::Closing {

@@ -32,7 +32,7 @@ pub use crate::inbox::{stop_handle, Inbox};
 /// refuses the configuration. Network failures are retried with backoff.
 pub fn run(relay: Relay, opts: Options, store: Arc<dyn Store>, inbox: Inbox) -> Exit {
     let tx = inbox.tx.clone();
-    let work = spawn_workers(store, move |outcomes| {
+    let work = spawn_workers(store, opts.metrics.clone(), move |outcomes| {
         tx.send(Event::Store(outcomes)).is_ok()
     });
     let mut session = Session::new(relay, &opts, fastrand::u64(..), Instant::now());

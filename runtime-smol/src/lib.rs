@@ -35,7 +35,7 @@ pub use crate::stop::{stop_handle, StopSignal};
 pub fn run(relay: Relay, opts: Options, store: Arc<dyn Store>, stop: StopSignal) -> Exit {
     // Bounded by the number of store calls in flight.
     let (results_tx, results) = channel::unbounded::<Outcomes>();
-    let work = spawn_workers(store, move |outcomes| {
+    let work = spawn_workers(store, opts.metrics.clone(), move |outcomes| {
         results_tx.send_blocking(outcomes).is_ok()
     });
     let session = Session::new(relay, &opts, fastrand::u64(..), Instant::now());

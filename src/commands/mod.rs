@@ -4,6 +4,7 @@ pub mod check;
 pub mod hash;
 pub mod run;
 pub mod secret;
+pub mod status;
 
 use axrelay::config::Settings;
 use axrelay::logging;

@@ -1,10 +1,12 @@
 //! `axrelay run`: check everything, open the store, relay until a signal.
 
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use axrelay::config::{relay_config, secrets, Runtime, Settings, StoreSettings};
 use axrelay::logging;
 use axrelay::store::{self, MemcachedStore};
+use axrelay_host::metrics::{http, Metrics};
 use axrelay_host::Exit;
 use axrelay_proto::{DisconnectReason, Relay, Store};
 
@@ -32,6 +34,11 @@ fn try_run(args: &RunArgs) -> Result<Status, Status> {
         logging::fatal(e);
         Status::Config
     })?;
+    plan.config.log_decisions = args.common.debug;
+    let metrics_at = settings.metrics().map_err(|e| {
+        logging::fatal(e);
+        Status::Config
+    })?;
     let path = settings.path().display();
     if let Some(w) = password_warning(&settings, &plan.config.password) {
         log::warn!("{w}");
@@ -52,6 +59,9 @@ fn try_run(args: &RunArgs) -> Result<Status, Status> {
     }
 
     let store = open_store(&plan.store)?;
+    if let Some(addr) = metrics_at {
+        plan.options.metrics = Some(serve_metrics(addr)?);
+    }
     let domain = plan.config.domain.clone();
     let relay = Relay::new(plan.config).map_err(|e| {
         logging::fatal(format!("{path}: {e}"));
@@ -105,6 +115,22 @@ fn try_run(args: &RunArgs) -> Result<Status, Status> {
             Status::Refused
         }
     })
+}
+
+/// Listen for scrapes at `addr` (before connecting, so that a taken port
+/// is an error at start, not a silent absence).
+fn serve_metrics(addr: SocketAddr) -> Result<Metrics, Status> {
+    let failed = |e: std::io::Error| {
+        logging::fatal(format!(
+            "cannot serve metrics at {addr} ([metrics] listen): {e}"
+        ));
+        Status::Failure
+    };
+    let listener = TcpListener::bind(addr).map_err(failed)?;
+    let metrics = Metrics::new();
+    http::serve(listener, metrics.clone()).map_err(failed)?;
+    log::info!("metrics at http://{addr}/metrics");
+    Ok(metrics)
 }
 
 /// Open the store; a memcached that does not answer yet is only a warning,

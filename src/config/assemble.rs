@@ -52,6 +52,7 @@ pub fn relay_config(
 
     let mut options = Options::new(&relay.server, relay.port);
     options.proxy = relay.proxy.clone();
+    options.stats_interval = relay.stats_interval;
     // Unacknowledged data for two intervals means the peer is gone; with
     // whitespace keepalives this is the only dead-peer check.
     options.dead_peer_timeout = Some(2 * relay.keepalive);

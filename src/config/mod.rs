@@ -9,6 +9,7 @@ mod document;
 pub mod secrets;
 mod value;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -39,6 +40,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "connect_timeout",
             "handshake_timeout",
             "server_domain",
+            "stats_interval",
         ],
     ),
     ("hash", &["secret", "domain", "identity", "resource"]),
@@ -57,6 +59,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "global_burst",
         ],
     ),
+    ("metrics", &["listen", "allow_remote"]),
 ];
 
 /// Each rate limit's `[limits]` keys.
@@ -65,6 +68,9 @@ pub const RATE_KEYS: [(RateOf, &str, &str); 3] = [
     (RateOf::Whoami, "whoami_rate", "whoami_burst"),
     (RateOf::Global, "global_rate", "global_burst"),
 ];
+
+/// `[relay] stats_interval`: the default and the range, in seconds.
+pub const STATS_INTERVAL: (u64, u64, u64) = (300, 10, 86_400);
 
 /// `[memcache]` keys the 2014 axrelay passed to pylibmc; accepted so old
 /// files load, and named in a warning because they do nothing here.
@@ -182,6 +188,8 @@ pub struct RelaySettings {
     pub handshake_timeout: Option<Duration>,
     /// Where keepalive pings go, if not to the component's own domain.
     pub server_domain: Option<String>,
+    /// How often the counters line is logged.
+    pub stats_interval: Duration,
 }
 
 /// `[hash]`: how pseudonyms are made.
@@ -490,7 +498,36 @@ impl Settings {
                 value::seconds(v, value::TIMEOUT)
             })?,
             server_domain: self.parse_opt("relay", "server_domain", value::domain)?,
+            stats_interval: self
+                .parse_opt("relay", "stats_interval", |v| {
+                    let (_, min, max) = STATS_INTERVAL;
+                    value::whole_seconds(v, min, max)
+                })?
+                .unwrap_or(Duration::from_secs(STATS_INTERVAL.0)),
         })
+    }
+
+    /// `[metrics]`: where to serve them, if anywhere. Only a loopback
+    /// address unless `allow_remote = yes`: the counters name no one, but
+    /// their movement is traffic information.
+    pub fn metrics(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(addr) = self.parse_opt("metrics", "listen", value::socket_addr)? else {
+            return Ok(None);
+        };
+        let remote = self.parse_opt("metrics", "allow_remote", |v| {
+            value::choice(v, &["yes", "no"])
+        })? == Some("yes");
+        if !addr.ip().is_loopback() && !remote {
+            return Err(self.invalid(
+                "metrics",
+                "listen",
+                format!(
+                    "{addr} is not a loopback address; the metrics would be reachable from \
+                     other machines (add `allow_remote = yes` to [metrics] if that is meant)"
+                ),
+            ));
+        }
+        Ok(Some(addr))
     }
 
     /// `[hash]`; the domain falls back to `[relay] jid`.

@@ -487,3 +487,53 @@ fn rate_limits_have_defaults_keys_and_ranges() {
         assert_eq!(message(relay_config(&s, [0; 32], false)), expect);
     }
 }
+
+#[test]
+fn stats_interval_has_a_default_and_a_range() {
+    let s = settings(GOOD);
+    assert_eq!(s.relay().unwrap().stats_interval, Duration::from_secs(300));
+    let with =
+        |v: &str| settings(&GOOD.replace("[hash]", &format!("stats_interval = {v}\n[hash]")));
+    assert_eq!(
+        with("60").relay().unwrap().stats_interval,
+        Duration::from_secs(60)
+    );
+    for bad in ["5", "86401", "1.5", "x"] {
+        assert_eq!(
+            message(with(bad).relay()),
+            format!(
+                "/etc/axrelay.conf: [relay] stats_interval: expected a whole number of seconds \
+                 from 10 to 86400, got '{bad}'"
+            )
+        );
+    }
+}
+
+#[test]
+fn metrics_are_off_by_default_and_loopback_unless_allowed() {
+    assert_eq!(settings(GOOD).metrics().unwrap(), None);
+    let with = |v: &str| settings(&format!("{GOOD}\n[metrics]\n{v}\n"));
+    assert_eq!(
+        with("listen = 127.0.0.1:9150").metrics().unwrap(),
+        Some("127.0.0.1:9150".parse().unwrap())
+    );
+    assert_eq!(
+        with("listen = [::1]:9150").metrics().unwrap(),
+        Some("[::1]:9150".parse().unwrap())
+    );
+    assert_eq!(
+        message(with("listen = 0.0.0.0:9150").metrics()),
+        "/etc/axrelay.conf: [metrics] listen: 0.0.0.0:9150 is not a loopback address; the \
+         metrics would be reachable from other machines (add `allow_remote = yes` to \
+         [metrics] if that is meant)"
+    );
+    assert!(with("listen = 0.0.0.0:9150\nallow_remote = yes")
+        .metrics()
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        message(with("listen = localhost:9150").metrics()),
+        "/etc/axrelay.conf: [metrics] listen: expected an address and port such as \
+         127.0.0.1:9150, got 'localhost:9150'"
+    );
+}

@@ -70,6 +70,26 @@ pub fn seconds(s: &str, range: SecondsRange) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A whole number of seconds from `min` to `max`.
+pub fn whole_seconds(s: &str, min: u64, max: u64) -> Result<Duration, String> {
+    match s.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(Duration::from_secs(n)),
+        _ => Err(format!(
+            "expected a whole number of seconds from {min} to {max}, got '{s}'"
+        )),
+    }
+}
+
+/// `IP:port` (`[v6]:port` for IPv6), port not 0.
+pub fn socket_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    match s.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.port() != 0 => Ok(a),
+        _ => Err(format!(
+            "expected an address and port such as 127.0.0.1:9150, got '{s}'"
+        )),
+    }
+}
+
 /// A whole number of seconds, `0` meaning "never expire".
 pub fn ttl(s: &str) -> Result<u32, String> {
     s.parse::<u32>().map_err(|_| {

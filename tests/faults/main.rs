@@ -386,11 +386,33 @@ fn memcached_crash(runtime: &str) {
     refused(&mut conn, BOB, &d, "b5", "internal-server-error");
     relay.assert_running("while memcached was down");
     down.assert_idle("memcached was down");
+    // The outage is told once, however many operations fail.
+    let log = relay.log();
+    assert_eq!(
+        log.matches("the mapping store is unavailable").count(),
+        1,
+        "{log}"
+    );
+    assert!(!log.contains("answers again"), "{log}");
 
     let _memcached = Memcached::start_on(port);
     // The fresh memcached is empty: Dave's /whoami stores his mapping now,
     // and another instance would find it there.
     assert_eq!(whoami(&mut conn, dave, "w4"), d);
+    // Its end too, with the stanzas refused meanwhile (b3, w3, b5).
+    let log = relay.log();
+    let back: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("the mapping store answers again after"))
+        .collect();
+    assert_eq!(back.len(), 1, "{log}");
+    let refused_meanwhile: u64 = back[0]
+        .rsplit("; ")
+        .next()
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", back[0]));
+    assert!(refused_meanwhile >= 3, "{}", back[0]);
     assert!(stored(&relay, dave), "dave's mapping is not in memcached");
     relayed(&mut conn, BOB, &d, dave, "b6", "memcached is back");
     // A lookup that only memcached can answer.

@@ -315,3 +315,72 @@ fn store_jobs_beyond_the_in_flight_cap_wait_for_a_free_slot() {
         "the waiting job starts: {out:?}"
     );
 }
+
+#[test]
+fn figures_are_published_once_a_second_not_per_message() {
+    let metrics = crate::metrics::Metrics::new();
+    let mut cfg = Config::new(DOMAIN, "pw", SECRET);
+    cfg.keepalive = KEEPALIVE;
+    let relay = Relay::new(cfg).expect("a valid configuration");
+    let mut opts = Options::new("127.0.0.1", 5347);
+    opts.metrics = Some(metrics.clone());
+    let t0 = Instant::now();
+    let mut s = Session::new(relay, &opts, 7, t0);
+    let series = |name: &str| crate::metrics::tests::value(&metrics.render(), name);
+    online(&mut s, t0);
+    // Published at the first poll, while connecting.
+    assert_eq!(
+        series("axrelay_connection_state{state=\"connecting\"}"),
+        Some(1.0)
+    );
+    let (_, wake) = outputs(&mut s, t0);
+    assert_eq!(wake, t0 + Duration::from_secs(1), "the publication is due");
+    let headline = format!(
+        "<message from='bob@b.example/r' to='{}' type='headline'><body>x</body></message>",
+        pseudonym("alice@a.example")
+    );
+    s.handle_input(headline.as_bytes(), t0);
+    s.handle_input(
+        format!("<iq from='bob@b.example/r' to='{DOMAIN}' type='get' id='q'/>").as_bytes(),
+        t0,
+    );
+    let (out, _) = outputs(&mut s, t0);
+    assert!(written(&out).contains("bad-request"), "{out:?}");
+    // Counted in the core, not yet published.
+    assert_eq!(s.relay().stats().stanzas_in, 2);
+    assert_eq!(series("axrelay_stanzas_received_total"), Some(0.0));
+    let t1 = t0 + Duration::from_secs(1);
+    let (_, wake) = outputs(&mut s, t1);
+    assert_eq!(wake, t1 + Duration::from_secs(1));
+    assert_eq!(series("axrelay_stanzas_received_total"), Some(2.0));
+    assert_eq!(
+        series("axrelay_dropped_total{reason=\"headline\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        series("axrelay_rejected_total{reason=\"bad-request\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        series("axrelay_connection_state{state=\"online\"}"),
+        Some(1.0)
+    );
+    assert_eq!(series("axrelay_sessions_total"), Some(1.0));
+    // The server goes away: a reconnect and the back-off are published.
+    s.handle_closed(None, t1);
+    let (out, _) = outputs(&mut s, t1);
+    assert!(out.contains(&Output::Close), "{out:?}");
+    // The back-off (at most 1 s) is over by the next publication: the
+    // session connects again, and the poll after says so.
+    let t2 = t1 + Duration::from_secs(1);
+    assert_eq!(s.poll(t2), Output::Connect);
+    let _ = s.poll(t2);
+    assert!(
+        series("axrelay_connection_state{state=\"backoff\"}") == Some(1.0)
+            || series("axrelay_connection_state{state=\"connecting\"}") == Some(1.0)
+    );
+    assert_eq!(
+        series("axrelay_connection_state{state=\"online\"}"),
+        Some(0.0)
+    );
+}

@@ -12,6 +12,7 @@ use crate::ns;
 use crate::pseudonym::Local;
 use crate::rate::{Counted, Over};
 use crate::relay::Relay;
+use crate::stats::{DropReason, RejectReason};
 
 use super::verdict::{Bounce, IqAnswer, PresenceAnswer, Relayed, Sender, Verdict, WriteState};
 use super::{kept_type, Incoming};
@@ -28,11 +29,13 @@ impl Relay {
     pub(crate) fn apply(&mut self, st: Incoming<'_>, verdict: &Verdict<'_>, now: Instant) {
         match verdict {
             Verdict::Drop(why) => {
-                log::trace!("dropped a stanza: {why:?}");
-                self.stats.dropped += 1;
+                if self.cfg.log_decisions {
+                    log::debug!("dropped a stanza: {}", why.as_str());
+                }
+                self.stats.drop(*why);
             }
             Verdict::Consume => {}
-            Verdict::Error { etype, cond } => self.reply_error(st.el, etype, cond),
+            Verdict::Error { etype, cond } => self.reply_error(st.el, etype, *cond),
             Verdict::Help { to } => self.bot_reply(st.head, to, HELP),
             Verdict::Whoami { to, sender } => self.whoami(st.head, to, sender, now),
             Verdict::Relay(r) => {
@@ -91,7 +94,7 @@ impl Relay {
     /// `--log-sensitive`).
     fn limited(&mut self, st: Incoming<'_>, sender: &Local, over: Over, now: Instant) {
         self.stats.rate_limited += 1;
-        self.reply_error(st.el, "wait", "policy-violation");
+        self.reply_error(st.el, "wait", RejectReason::PolicyViolation);
         let Some(refused) = self.limiter.refused(sender, now) else {
             return;
         };
@@ -135,8 +138,12 @@ impl Relay {
         }
         self.stats.whoami += 1;
         let local = sender.local;
-        if self.cfg.log_sensitive {
-            log::debug!("whoami: {} is {local}@{}", to.full(), self.cfg.domain);
+        if self.cfg.log_decisions {
+            if self.cfg.log_sensitive {
+                log::debug!("whoami: {} is {local}@{}", to.full(), self.cfg.domain);
+            } else {
+                log::debug!("whoami: told {local} its pseudonym");
+            }
         }
         let reply = format!("{local}@{}", self.cfg.domain);
         self.bot_reply(head, to, &reply);
@@ -153,7 +160,7 @@ impl Relay {
         }
         s.child("body", None).text(body);
         if s.finish().is_err() {
-            self.stats.rejected += 1;
+            self.stats.reject(RejectReason::Unwritable);
         }
     }
 
@@ -199,19 +206,29 @@ impl Relay {
         if empty {
             // Nothing the recipient may see: not relayed at all.
             s.abandon();
-            self.stats.dropped += 1;
+            if self.cfg.log_decisions {
+                log::debug!(
+                    "dropped a message from {sender_local} to {recipient_local}: {}",
+                    DropReason::NothingAllowed.as_str()
+                );
+            }
+            self.stats.drop(DropReason::NothingAllowed);
             return;
         }
         if s.finish().is_err() {
-            self.reply_error(el, "modify", "not-acceptable");
+            self.reply_error(el, "modify", RejectReason::NotAcceptable);
             return;
         }
-        if self.cfg.log_sensitive {
-            log::debug!(
-                "relayed {} -> {} as {sender_local}",
-                r.from.full(),
-                r.recipient
-            );
+        if self.cfg.log_decisions {
+            if self.cfg.log_sensitive {
+                log::debug!(
+                    "relayed {} -> {} as {sender_local}",
+                    r.from.full(),
+                    r.recipient
+                );
+            } else {
+                log::debug!("relayed {sender_local} -> {recipient_local}");
+            }
         }
         self.stats.relayed += 1;
         self.ids.record(
@@ -243,8 +260,18 @@ impl Relay {
         s.child("error", None).attr("type", b.etype);
         s.child(b.cond, Some(ns::STANZA_ERRORS));
         match s.finish() {
-            Ok(_) => self.stats.bounced += 1,
-            Err(_) => self.stats.dropped += 1,
+            Ok(_) => {
+                if self.cfg.log_decisions {
+                    log::debug!(
+                        "bounced {}: {} -> {}",
+                        b.cond,
+                        sent.recipient_local,
+                        sent.sender_local
+                    );
+                }
+                self.stats.bounced += 1
+            }
+            Err(_) => self.stats.drop(DropReason::Unwritable),
         }
     }
 
@@ -279,7 +306,7 @@ impl Relay {
             s.attr("type", k);
         }
         if s.finish().is_err() {
-            self.stats.rejected += 1;
+            self.stats.reject(RejectReason::Unwritable);
         }
     }
 
@@ -310,13 +337,14 @@ impl Relay {
             IqAnswer::Pong => {}
         }
         if s.finish().is_err() {
-            self.stats.rejected += 1;
+            self.stats.reject(RejectReason::Unwritable);
         }
     }
 
     /// An error reply to `el`, from the address it was sent to. Never for a
     /// stanza that is itself an error (or an IQ result).
-    pub(crate) fn reply_error(&mut self, el: &Element, etype: &'static str, cond: &'static str) {
+    pub(crate) fn reply_error(&mut self, el: &Element, etype: &'static str, why: RejectReason) {
+        let cond = why.as_str();
         let kind = match el.name() {
             "message" => "message",
             "presence" => "presence",
@@ -345,8 +373,15 @@ impl Relay {
         s.child("error", None).attr("type", etype);
         s.child(cond, Some(ns::STANZA_ERRORS));
         match s.finish() {
-            Ok(_) => self.stats.rejected += 1,
-            Err(_) => self.stats.dropped += 1,
+            Ok(_) => {
+                if self.cfg.log_decisions {
+                    // Neither address: the one written to may be anything
+                    // the sender typed.
+                    log::debug!("refused a {kind}: {cond}");
+                }
+                self.stats.reject(why)
+            }
+            Err(_) => self.stats.drop(DropReason::Unwritable),
         }
     }
 }

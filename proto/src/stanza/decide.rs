@@ -14,7 +14,8 @@ use crate::rate::Counted;
 use crate::relay::Relay;
 
 use super::verdict::{
-    Bounce, Dropped, IqAnswer, PresenceAnswer, Relayed, Sender, Verdict, Wait, WriteState,
+    Bounce, Dropped, IqAnswer, PresenceAnswer, RejectReason, Relayed, Sender, Verdict, Wait,
+    WriteState,
 };
 use super::Incoming;
 
@@ -128,7 +129,7 @@ impl Relay {
         match head.kind {
             Some("error") => return Verdict::Drop(Dropped::ErrorToRelay),
             Some("headline") => return Verdict::Drop(Dropped::Headline),
-            Some("groupchat") => return error("modify", "not-acceptable"),
+            Some("groupchat") => return error("modify", RejectReason::NotAcceptable),
             _ => {}
         }
         let Some(body) = el
@@ -141,7 +142,7 @@ impl Relay {
             return Verdict::Help { to: from };
         }
         if res.served == Served::Failed {
-            return error("wait", "internal-server-error");
+            return error("wait", RejectReason::InternalServerError);
         }
         let sender = self.sender(&from, now);
         if let Some(limited) = self.over_limit(res, &sender, Counted::Whoami, now) {
@@ -169,17 +170,17 @@ impl Relay {
     ) -> Verdict<'a> {
         match st.head.kind {
             Some("error") => return self.bounce(st, local),
-            Some("groupchat") => return error("modify", "not-acceptable"),
+            Some("groupchat") => return error("modify", RejectReason::NotAcceptable),
             Some("headline") => return Verdict::Drop(Dropped::Headline),
             _ => {}
         }
         if res.served == Served::Failed {
-            return error("wait", "internal-server-error");
+            return error("wait", RejectReason::InternalServerError);
         }
         let recipient_local =
             Local::parse(local).filter(|_| !res.absent.iter().any(|a| a == local));
         let Some(recipient_local) = recipient_local else {
-            return error("cancel", "item-not-found");
+            return error("cancel", RejectReason::ItemNotFound);
         };
         let sender = self.sender(&from, now);
         if let Some(limited) = self.over_limit(res, &sender, Counted::Message, now) {
@@ -271,7 +272,7 @@ impl Relay {
     }
 }
 
-fn error(etype: &'static str, cond: &'static str) -> Verdict<'static> {
+fn error(etype: &'static str, cond: RejectReason) -> Verdict<'static> {
     Verdict::Error { etype, cond }
 }
 
@@ -294,7 +295,7 @@ fn iq<'a>(st: Incoming<'a>, from: Jid<'a>, to: Jid<'a>, local: Option<&str>) -> 
     }
     let mut children = el.elements();
     let (Some(payload), None) = (children.next(), children.next()) else {
-        return error("modify", "bad-request");
+        return error("modify", RejectReason::BadRequest);
     };
     let get = head.kind == Some("get");
     let answer = match (local, get, payload.ns(), payload.name()) {
@@ -308,7 +309,7 @@ fn iq<'a>(st: Incoming<'a>, from: Jid<'a>, to: Jid<'a>, local: Option<&str>) -> 
         // Pseudonyms answer nothing themselves: a forwarded version, time,
         // vCard, disco or ping query would fingerprint the person or
         // reveal that they are online.
-        _ => return error("cancel", "service-unavailable"),
+        _ => return error("cancel", RejectReason::ServiceUnavailable),
     };
     Verdict::Iq { from, to, answer }
 }

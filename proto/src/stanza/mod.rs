@@ -22,6 +22,7 @@ use crate::element::{Element, Head};
 use crate::ns;
 use crate::pending::Resolution;
 use crate::relay::Relay;
+use crate::stats::DropReason;
 
 use self::verdict::Verdict;
 
@@ -51,12 +52,12 @@ impl Relay {
     /// A stanza from the server while online.
     pub(crate) fn handle_stanza(&mut self, el: Element, now: Instant) {
         if !ns::is_stanza_ns(el.ns()) {
-            self.stats.dropped += 1;
+            self.stats.drop(DropReason::UnknownStanza);
             return;
         }
         let st = Incoming::new(&el);
         let Some(sender) = st.head.from else {
-            self.stats.dropped += 1;
+            self.stats.drop(DropReason::Unaddressed);
             return;
         };
         // The sender is copied only for a stanza that has to wait.

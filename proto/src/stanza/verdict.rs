@@ -10,6 +10,7 @@ use crate::jid::Jid;
 use crate::pending::Need;
 use crate::pseudonym::Local;
 use crate::rate::{Counted, Over};
+pub(crate) use crate::stats::{DropReason as Dropped, RejectReason};
 
 /// What to do with one stanza.
 #[derive(Debug)]
@@ -22,7 +23,7 @@ pub(crate) enum Verdict<'a> {
     /// An error reply from the address the stanza was sent to.
     Error {
         etype: &'static str,
-        cond: &'static str,
+        cond: RejectReason,
     },
     /// The bot's help text, to the sender.
     Help { to: Jid<'a> },
@@ -51,29 +52,6 @@ pub(crate) enum Verdict<'a> {
     /// Over a rate limit: `policy-violation` (`wait`) to the sender, from
     /// the address it wrote to.
     Limited { sender: Local, over: Over },
-}
-
-/// Why a stanza is dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dropped {
-    /// `from` or `to` missing or not a JID.
-    Unaddressed,
-    /// Not for this domain, or from it (never relayed raw, never answered:
-    /// loops).
-    NotOurs,
-    /// Neither message, presence nor IQ.
-    UnknownStanza,
-    /// Headlines are neither relayed nor answered.
-    Headline,
-    /// An error to the relay itself: nothing to pass back.
-    ErrorToRelay,
-    /// A message to the relay without a body (typing notifications,
-    /// receipts): needs no answer.
-    NoBody,
-    /// An error naming no message the relay passed between these two.
-    UnknownBounce,
-    /// Presence the relay does not answer.
-    Presence,
 }
 
 /// The sender's pseudonym, as the caches gave it.

@@ -10,6 +10,7 @@ use crate::action::{Action, OpId, StoreOutcome};
 use crate::element::Element;
 use crate::pending::{Job, Need, OpKind, Resolution, Served, Settled};
 use crate::relay::{Known, Relay, Written};
+use crate::stats::RejectReason;
 
 use super::verdict::{Sender, Verdict};
 use super::Incoming;
@@ -54,7 +55,7 @@ impl Relay {
         let over_bytes = !self.pending.is_empty()
             && self.pending.bytes() + job.weight > self.cfg.max_pending_bytes;
         if self.pending.len() >= self.cfg.max_pending || over_bytes {
-            self.reply_error(&job.stanza, "wait", "resource-constraint");
+            self.reply_error(&job.stanza, "wait", RejectReason::ResourceConstraint);
             return;
         }
         self.pending.push(sender, job);
@@ -156,11 +157,15 @@ impl Relay {
         now: Instant,
     ) -> Settled {
         match outcome {
-            StoreOutcome::Failed(_) => {
+            StoreOutcome::Failed(e) => {
                 self.stats.store_errors += 1;
+                let refused = self.stats.rejected_for(RejectReason::InternalServerError);
+                self.health.failed(&e, refused, now);
                 Settled::Failed
             }
             StoreOutcome::Stored => {
+                let refused = self.stats.rejected_for(RejectReason::InternalServerError);
+                self.health.answered(refused, now);
                 if let Some(OpKind::Put { local, identity }) = self.pending.kind(op) {
                     let (local, identity) = (local.clone(), Arc::from(identity.as_str()));
                     self.known.insert(
@@ -176,32 +181,42 @@ impl Relay {
                 }
                 Settled::Answered
             }
-            StoreOutcome::Found(value) => match (self.pending.kind(op), value) {
-                (Some(OpKind::Get { local }), Some(v)) => {
-                    let local = local.clone();
-                    match self.codec.open(&local, &self.cfg.domain, &v) {
-                        Some(identity) if self.pseudo.verify(&local, &identity) => {
-                            if self.known.get(&local).is_none() {
-                                self.known.insert(
-                                    local,
-                                    Known {
-                                        identity: Arc::from(identity),
-                                        written: None,
-                                    },
-                                );
-                            }
-                            Settled::Answered
+            StoreOutcome::Found(value) => {
+                let refused = self.stats.rejected_for(RejectReason::InternalServerError);
+                self.health.answered(refused, now);
+                self.found(op, value, now)
+            }
+        }
+    }
+
+    /// A lookup's answer: a verified mapping goes to `known`.
+    fn found(&mut self, op: OpId, value: Option<Vec<u8>>, now: Instant) -> Settled {
+        match (self.pending.kind(op), value) {
+            (Some(OpKind::Get { local }), Some(v)) => {
+                let local = local.clone();
+                match self.codec.open(&local, &self.cfg.domain, &v) {
+                    Some(identity) if self.pseudo.verify(&local, &identity) => {
+                        if self.known.get(&local).is_none() {
+                            self.known.insert(
+                                local,
+                                Known {
+                                    identity: Arc::from(identity),
+                                    written: None,
+                                },
+                            );
                         }
-                        _ => {
-                            // Tampered, sealed under another key, or pointing
-                            // at someone the pseudonym is not a MAC of.
-                            self.stats.poisoned += 1;
-                            Settled::Absent
-                        }
+                        Settled::Answered
+                    }
+                    _ => {
+                        // Tampered, sealed under another key, or pointing
+                        // at someone the pseudonym is not a MAC of.
+                        self.stats.poisoned += 1;
+                        self.health.poisoned(self.stats.poisoned, now);
+                        Settled::Absent
                     }
                 }
-                _ => Settled::Absent,
-            },
+            }
+            _ => Settled::Absent,
         }
     }
 

@@ -3,6 +3,7 @@
 mod harness;
 mod hostile;
 mod limits;
+mod logs;
 mod props;
 mod stanzas;
 mod stream;

@@ -77,7 +77,7 @@ fn message(from: &str, to: &str, kind: &str, body: &str) -> String {
 }
 
 fn is_error(v: &Verdict<'_>, etype: &str, cond: &str) -> bool {
-    matches!(v, Verdict::Error { etype: t, cond: c } if *t == etype && *c == cond)
+    matches!(v, Verdict::Error { etype: t, cond: c } if *t == etype && c.as_str() == cond)
 }
 
 #[test]
