@@ -17,6 +17,8 @@ import os
 import sys
 import time
 
+# Quiet: slixmpp warns about its pure-Python stringprep on import.
+logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "..", "tests", "e2e"))
 from client import Client, bare  # noqa: E402
@@ -105,7 +107,6 @@ def main():
     p.add_argument("--since", type=float, default=0,
                    help="Unix time the times printed count from")
     args = p.parse_args()
-    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     sys.stdout.reconfigure(encoding="utf-8")
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
