@@ -209,12 +209,19 @@ fn run_in_namespace() {
     }
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
     fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut buf))
         .expect("read /dev/urandom");
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    buf
+}
+
+fn random_hex(bytes: usize) -> String {
+    random_bytes(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn axrelay_secret() -> String {
@@ -319,10 +326,15 @@ fn relay_conf(
 fn scenario() {
     let t0 = Instant::now();
     net::set_up_loopback();
-    let dir = tempfile::Builder::new()
+    let mut dir = tempfile::Builder::new()
         .prefix("axrelay-e2e-i2p-")
         .tempdir()
         .expect("temp dir");
+    if std::env::var_os("AXRELAY_E2E_I2P_KEEP").is_some() {
+        // Configurations and logs stay for a look afterwards.
+        dir.disable_cleanup(true);
+        note(t0, &format!("keeping {}", dir.path().display()));
+    }
     // Prosody runs as its own user and must reach its directory.
     fs::set_permissions(
         dir.path(),
@@ -403,6 +415,18 @@ fn scenario() {
         &format!("bob@{}/laptop-{}", net.b, random_hex(3)),
         "pw-bob",
     );
+
+    // A server that does not exist: its LeaseSet is found nowhere. Sent now,
+    // checked at the end (Prosody gives up after s2s_timeout, 90 s).
+    let nowhere = format!(
+        "{}.b32.i2p",
+        data_encoding::BASE32_NOPAD
+            .encode(&random_bytes(32))
+            .to_lowercase()
+    );
+    let nobody = format!("nobody@{nowhere}");
+    let nobody_sent = Instant::now();
+    bob.send(&nobody, "Is anybody there?");
 
     // --- /whoami, locally and from server B across I2P ------------------------
     let ap = whoami(t0, &mut alice, &net.r, WAIT);
@@ -489,6 +513,27 @@ fn scenario() {
     assert_no_trace_of(&bob, &net.b, &mut alice);
     assert_no_trace_of(&alice, &net.a, &mut bob);
 
+    // --- the server that does not exist ----------------------------------------
+    let limit = Duration::from_secs(150).saturating_sub(nobody_sent.elapsed());
+    let m = bob
+        .wait(1, limit, Some(&nobody))
+        .pop()
+        .unwrap_or_else(|| panic!("no bounce from {nobody} within 150 s"));
+    assert_eq!(m.kind, "error", "{m:?}");
+    assert_eq!(
+        m.error.as_ref().map(|(_, c)| c.as_str()),
+        Some("remote-server-not-found"),
+        "{m:?}"
+    );
+    note(
+        t0,
+        &format!(
+            "a message to a .b32.i2p name that does not exist bounced after {:.1} s \
+             with remote-server-not-found",
+            nobody_sent.elapsed().as_secs_f64()
+        ),
+    );
+
     // --- what the logs show ---------------------------------------------------------
     net.check_running();
     relay.check_running();
@@ -533,14 +578,26 @@ fn scenario() {
     for l in lines {
         note(t0, &format!("  {l}"));
     }
+    note(t0, &format!("what the logs say about {nowhere}:"));
+    let short = nowhere.trim_end_matches(".b32.i2p");
+    let i2pd_lines = r4
+        .lines()
+        .filter(|l| l.contains(short) || l.contains("SOCKS: Error"));
+    let prosody_lines = lb
+        .lines()
+        .filter(|l| l.contains(short) && l.contains("\tinfo\t"));
+    for l in i2pd_lines.chain(prosody_lines) {
+        note(t0, &format!("  {}", l.trim()));
+    }
     for (name, log) in [("A", &la), ("B", &lb)] {
+        let bounced: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("remote-server-not-found") && !l.contains(&nowhere))
+            .collect();
         assert!(
-            !log.contains("remote-server-not-found"),
+            bounced.is_empty(),
             "Prosody {name} bounced a stanza:\n{}",
-            log.lines()
-                .filter(|l| l.contains("remote-server-not-found"))
-                .collect::<Vec<_>>()
-                .join("\n")
+            bounced.join("\n")
         );
     }
     note(t0, "done; stopping everything");

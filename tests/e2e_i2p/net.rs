@@ -69,7 +69,10 @@ pub fn render_router(dir: &Path, n: u16, floodfill: bool, socks: Option<u16>) ->
         .replace("@SOCKS_PORT@", &socks.unwrap_or(0).to_string())
         .replace("@NETID@", &NETID.to_string())
         .replace("@HOPS@", &HOPS.to_string())
-        .replace("@LOG_LEVEL@", "info");
+        .replace(
+            "@LOG_LEVEL@",
+            &std::env::var("AXRELAY_E2E_I2P_LOG").unwrap_or_else(|_| "info".into()),
+        );
     assert_no_placeholder(&text, "scripts/i2p/i2pd.conf.in");
     text
 }
