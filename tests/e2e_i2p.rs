@@ -50,6 +50,8 @@ const WAIT: Duration = Duration::from_secs(30);
 /// with dialback back the other way. Prosody gives up on a connection
 /// after 90 s (s2s_timeout).
 const FIRST_WAIT: Duration = Duration::from_secs(120);
+/// A server on the clearnet, which an I2P-only server cannot reach.
+const CLEARNET_SERVER: &str = "chat.example.org";
 
 /// Straight to the test's stderr, past the test harness's capture: the
 /// timings and the evidence belong in every run's log.
@@ -427,6 +429,11 @@ fn scenario() {
     let nobody = format!("nobody@{nowhere}");
     let nobody_sent = Instant::now();
     bob.send(&nobody, "Is anybody there?");
+    // A clearnet server: with onions_tor_all every s2s connection goes to
+    // i2pd's SOCKS proxy, which has no outproxy and refuses it (reply 8).
+    // mod_onions does not understand that reply: no bounce comes back.
+    let clearnet = format!("someone@{CLEARNET_SERVER}");
+    bob.send(&clearnet, "Anyone on the clearnet?");
 
     // --- /whoami, locally and from server B across I2P ------------------------
     let ap = whoami(t0, &mut alice, &net.r, WAIT);
@@ -513,7 +520,7 @@ fn scenario() {
     assert_no_trace_of(&bob, &net.b, &mut alice);
     assert_no_trace_of(&alice, &net.a, &mut bob);
 
-    // --- the server that does not exist ----------------------------------------
+    // --- the server that does not exist ------------------------------------------
     let limit = Duration::from_secs(150).saturating_sub(nobody_sent.elapsed());
     let m = bob
         .wait(1, limit, Some(&nobody))
@@ -528,8 +535,8 @@ fn scenario() {
     note(
         t0,
         &format!(
-            "a message to a .b32.i2p name that does not exist bounced after {:.1} s \
-             with remote-server-not-found",
+            "a message to a .b32.i2p name that nobody publishes bounced with \
+             remote-server-not-found ({:.1} s after it was sent, or less)",
             nobody_sent.elapsed().as_secs_f64()
         ),
     );
@@ -578,6 +585,17 @@ fn scenario() {
     for l in lines {
         note(t0, &format!("  {l}"));
     }
+    note(t0, &format!("what i2pd says about {CLEARNET_SERVER}:"));
+    let asked = format!("SOCKS: Requested {CLEARNET_SERVER}:5269");
+    let after_ask: Vec<&str> = r4.lines().skip_while(|l| !l.contains(&asked)).collect();
+    let refusal = after_ask
+        .iter()
+        .find(|l| l.contains("SOCKS: v5 request failed: 8"));
+    let (Some(ask), Some(refusal)) = (after_ask.first(), refusal) else {
+        panic!("r4 did not refuse {CLEARNET_SERVER}: no {asked:?} followed by reply 8");
+    };
+    note(t0, &format!("  {}", ask.trim()));
+    note(t0, &format!("  {}", refusal.trim()));
     note(t0, &format!("what the logs say about {nowhere}:"));
     let short = nowhere.trim_end_matches(".b32.i2p");
     let i2pd_lines = r4
@@ -592,7 +610,8 @@ fn scenario() {
     for (name, log) in [("A", &la), ("B", &lb)] {
         let bounced: Vec<&str> = log
             .lines()
-            .filter(|l| l.contains("remote-server-not-found") && !l.contains(&nowhere))
+            .filter(|l| l.contains("remote-server-not-found"))
+            .filter(|l| !l.contains(&nowhere) && !l.contains(CLEARNET_SERVER))
             .collect();
         assert!(
             bounced.is_empty(),
@@ -604,4 +623,64 @@ fn scenario() {
     alice.quit();
     bob.quit();
     relay.stop_cleanly();
+}
+
+/// The fenced block after `<!-- i2p-test: NAME -->` in docs/I2P.md.
+fn guide_block(guide: &str, name: &str) -> String {
+    let tag = format!("<!-- i2p-test: {name} -->");
+    let at = guide
+        .find(&tag)
+        .unwrap_or_else(|| panic!("docs/I2P.md has no {tag}"));
+    let rest = &guide[at + tag.len()..];
+    let open = rest.find("```").expect("a fenced block after the marker");
+    let body = &rest[open..];
+    let first = body.find('\n').expect("fence line");
+    let end = body[first..].find("\n```").expect("closing fence");
+    body[first + 1..first + end + 1].to_string()
+}
+
+/// A line without its trailing Lua comment.
+fn setting(line: &str) -> &str {
+    line.split(" --").next().unwrap_or(line).trim()
+}
+
+/// Every setting of `block` (comments and blank lines aside) appears in
+/// `rendered`, in the same order.
+fn check_in_order(name: &str, block: &str, rendered: &str) {
+    let mut lines = rendered.lines().map(setting);
+    for line in block.lines().map(setting) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with("--") {
+            continue;
+        }
+        assert!(
+            lines.any(|l| l == line),
+            "docs/I2P.md, block {name}: {line:?} is not what the test runs (or not in \
+             the same order); the test renders:\n{rendered}"
+        );
+    }
+}
+
+/// docs/I2P.md shows the configuration this test runs: r3's i2pd.conf and
+/// tunnels, and Prosody A, rendered with the guide's placeholder names.
+#[test]
+fn guide_shows_the_configuration_the_test_runs() {
+    let guide = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/I2P.md"))
+        .expect("read docs/I2P.md");
+    let i2pd = net::render_router(Path::new("RUN/r3"), 3, false, Some(SOCKS_A), "info");
+    check_in_order("i2pd.conf r3", &guide_block(&guide, "i2pd.conf r3"), &i2pd);
+    check_in_order(
+        "tunnels.conf r3",
+        &guide_block(&guide, "tunnels.conf r3"),
+        &net::tunnels_of_a("RELAYCLIENT.b32.i2p"),
+    );
+    let prosody = xmpp::render_prosody(
+        Path::new("RUN/prosody-a"),
+        "A.b32.i2p",
+        C2S_A,
+        S2S_A,
+        SOCKS_A,
+        Some(("R.b32.i2p", "SECRET")),
+        "info",
+    );
+    check_in_order("prosody A", &guide_block(&guide, "prosody A"), &prosody);
 }

@@ -56,7 +56,13 @@ pub fn set_up_loopback() {
 }
 
 /// scripts/i2p/i2pd.conf.in filled in for router `n`.
-pub fn render_router(dir: &Path, n: u16, floodfill: bool, socks: Option<u16>) -> String {
+pub fn render_router(
+    dir: &Path,
+    n: u16,
+    floodfill: bool,
+    socks: Option<u16>,
+    log_level: &str,
+) -> String {
     let template = fs::read_to_string(repo().join("scripts/i2p/i2pd.conf.in"))
         .expect("read scripts/i2p/i2pd.conf.in");
     let text = template
@@ -69,10 +75,7 @@ pub fn render_router(dir: &Path, n: u16, floodfill: bool, socks: Option<u16>) ->
         .replace("@SOCKS_PORT@", &socks.unwrap_or(0).to_string())
         .replace("@NETID@", &NETID.to_string())
         .replace("@HOPS@", &HOPS.to_string())
-        .replace(
-            "@LOG_LEVEL@",
-            &std::env::var("AXRELAY_E2E_I2P_LOG").unwrap_or_else(|_| "info".into()),
-        );
+        .replace("@LOG_LEVEL@", log_level);
     assert_no_placeholder(&text, "scripts/i2p/i2pd.conf.in");
     text
 }
@@ -106,6 +109,25 @@ pub fn server_tunnel(
     }
     s.push('\n');
     s
+}
+
+/// r3's tunnels: server A, the relay's domain R (both to Prosody A's s2s
+/// port) and A's component port, open to `relay_client` only.
+pub fn tunnels_of_a(relay_client: &str) -> String {
+    server_tunnel("server-a", "server-a.dat", S2S_A, 5269, None)
+        + &server_tunnel("relay-domain", "relay-domain.dat", S2S_A, 5269, None)
+        + &server_tunnel(
+            "component",
+            "component.dat",
+            COMPONENT_PORT,
+            COMPONENT_PORT,
+            Some(relay_client),
+        )
+}
+
+/// r4's tunnel: server B.
+pub fn tunnels_of_b() -> String {
+    server_tunnel("server-b", "server-b.dat", S2S_B, 5269, None)
 }
 
 fn i2pnet() -> Command {
@@ -176,7 +198,8 @@ impl Network {
                 5 => Some(SOCKS_RELAY),
                 _ => None,
             };
-            let conf = render_router(&d, n, FLOODFILLS.contains(&n), socks);
+            let level = std::env::var("AXRELAY_E2E_I2P_LOG").unwrap_or_else(|_| "info".into());
+            let conf = render_router(&d, n, FLOODFILLS.contains(&n), socks, &level);
             fs::write(d.join("i2pd.conf"), conf).expect("write i2pd.conf");
             fs::write(d.join("tunnels.conf"), "").expect("write tunnels.conf");
         }
@@ -211,21 +234,9 @@ impl Network {
         routers.push(start(5));
         wait_file(&rdir(5).join("socks.dat"), Duration::from_secs(20));
         let relay_client = b32(&rdir(5).join("socks.dat"));
-        let tunnels_a = server_tunnel("server-a", "server-a.dat", S2S_A, 5269, None)
-            + &server_tunnel("relay-domain", "relay-domain.dat", S2S_A, 5269, None)
-            + &server_tunnel(
-                "component",
-                "component.dat",
-                COMPONENT_PORT,
-                COMPONENT_PORT,
-                Some(&relay_client),
-            );
+        let tunnels_a = tunnels_of_a(&relay_client);
         fs::write(rdir(3).join("tunnels.conf"), tunnels_a).expect("write tunnels.conf");
-        fs::write(
-            rdir(4).join("tunnels.conf"),
-            server_tunnel("server-b", "server-b.dat", S2S_B, 5269, None),
-        )
-        .expect("write tunnels.conf");
+        fs::write(rdir(4).join("tunnels.conf"), tunnels_of_b()).expect("write tunnels.conf");
         routers.push(start(3));
         routers.push(start(4));
         let keys = |n: u16, f: &str| {

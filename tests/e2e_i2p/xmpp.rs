@@ -29,6 +29,7 @@ pub fn render_prosody(
     s2s: u16,
     socks: u16,
     component: Option<(&str, &str)>,
+    log_level: &str,
 ) -> String {
     let read =
         |f: &str| fs::read_to_string(repo().join(f)).unwrap_or_else(|e| panic!("read {f}: {e}"));
@@ -45,7 +46,7 @@ pub fn render_prosody(
         .replace("@S2S_PORT@", &s2s.to_string())
         .replace("@COMPONENT_PORT@", &COMPONENT_PORT.to_string())
         .replace("@SOCKS_PORT@", &socks.to_string())
-        .replace("@LOG_LEVEL@", "debug")
+        .replace("@LOG_LEVEL@", log_level)
         .replace("\n@COMPONENT_SECTION@\n", &format!("\n{section}"));
     assert_no_placeholder(&text, "scripts/i2p/prosody.cfg.lua.in");
     text
@@ -73,7 +74,7 @@ impl Prosody {
         let config = dir.join("prosody.cfg.lua");
         fs::write(
             &config,
-            render_prosody(dir, domain, c2s, s2s, socks, component),
+            render_prosody(dir, domain, c2s, s2s, socks, component, "debug"),
         )
         .expect("write prosody.cfg.lua");
         run_ok(
