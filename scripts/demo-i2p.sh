@@ -211,19 +211,19 @@ step "Network up: every destination's LeaseSet is on both floodfills"
 
 # --- 4. Prosody A and B, the relay ---------------------------------------------------
 COMPONENT_SECRET="$(random_hex)"
-write_prosody() { # name, domain, c2s, s2s, socks, component section
+write_prosody() { # name, domain, c2s, s2s, socks, component port or "", component section
 	local d="$WORK/prosody-$1"
 	mkdir -p "$d/data"
 	sed -e "s|@DIR@|$d|g" -e "s|@DOMAIN@|$2|g" -e "s|@C2S_PORT@|$3|g" -e "s|@S2S_PORT@|$4|g" \
-		-e "s|@COMPONENT_PORT@|$COMPONENT_PORT|g" -e "s|@SOCKS_PORT@|$5|g" -e "s|@LOG_LEVEL@|info|g" \
-		-e "/^@COMPONENT_SECTION@$/{r $6" -e 'd}' \
+		-e "s|@COMPONENT_PORT@|$6|g" -e "s|@SOCKS_PORT@|$5|g" -e "s|@LOG_LEVEL@|info|g" \
+		-e "/^@COMPONENT_SECTION@$/{r $7" -e 'd}' \
 		"$ROOT/scripts/i2p/prosody.cfg.lua.in" >"$d/prosody.cfg.lua"
 	sed -i -e "s|@COMPONENT@|$R|g" -e "s|@COMPONENT_SECRET@|$COMPONENT_SECRET|g" "$d/prosody.cfg.lua"
 	grep -q '@[A-Z_]*@' "$d/prosody.cfg.lua" && die "unfilled placeholder in scripts/i2p/"
 	chown -R prosody:prosody "$d"
 }
-write_prosody a "$A" "$C2S_A" "$S2S_A" "$SOCKS_A" "$ROOT/scripts/i2p/component.cfg.lua.in"
-write_prosody b "$B" "$C2S_B" "$S2S_B" "$SOCKS_B" /dev/null
+write_prosody a "$A" "$C2S_A" "$S2S_A" "$SOCKS_A" "$COMPONENT_PORT" "$ROOT/scripts/i2p/component.cfg.lua.in"
+write_prosody b "$B" "$C2S_B" "$S2S_B" "$SOCKS_B" "" /dev/null
 prosodyctl --config "$WORK/prosody-a/prosody.cfg.lua" register alice "$A" pw-alice >/dev/null
 prosodyctl --config "$WORK/prosody-b/prosody.cfg.lua" register bob "$B" pw-bob >/dev/null
 for p in a b; do

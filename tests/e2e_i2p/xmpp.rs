@@ -21,7 +21,8 @@ pub const AUTHENTICATED: &str = "External component successfully authenticated";
 pub const RELAY_RESOURCE: &str = "a";
 
 /// scripts/i2p/prosody.cfg.lua.in filled in; `component` is the relay's
-/// domain and secret on the server that hosts it.
+/// domain and secret on the server that hosts it (which alone opens the
+/// component port).
 pub fn render_prosody(
     dir: &Path,
     domain: &str,
@@ -44,7 +45,10 @@ pub fn render_prosody(
         .replace("@DOMAIN@", domain)
         .replace("@C2S_PORT@", &c2s.to_string())
         .replace("@S2S_PORT@", &s2s.to_string())
-        .replace("@COMPONENT_PORT@", &COMPONENT_PORT.to_string())
+        .replace(
+            "@COMPONENT_PORT@",
+            &component.map_or(String::new(), |_| COMPONENT_PORT.to_string()),
+        )
         .replace("@SOCKS_PORT@", &socks.to_string())
         .replace("@LOG_LEVEL@", log_level)
         .replace("\n@COMPONENT_SECTION@\n", &format!("\n{section}"));
@@ -104,13 +108,23 @@ impl Prosody {
             config,
             proc,
         };
-        let want = [
+        let mut want = vec![
             format!("Activated service 'c2s' on [127.0.0.1]:{c2s}"),
             format!("Activated service 's2s' on [127.0.0.1]:{s2s}"),
         ];
+        if component.is_some() {
+            want.push(format!(
+                "Activated service 'component' on [127.0.0.1]:{COMPONENT_PORT}"
+            ));
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         while !want.iter().all(|w| p.log().contains(w.as_str())) {
             p.proc.check_running();
+            assert!(
+                !p.log().contains("Failed to open server port"),
+                "Prosody {name} could not listen:\n{}",
+                tail(&log, 30)
+            );
             assert!(
                 Instant::now() < deadline,
                 "Prosody {name} not listening after 30 s:\n{}\n{}",
