@@ -419,7 +419,8 @@ fn scenario() {
     );
 
     // A server that does not exist: its LeaseSet is found nowhere. Sent now,
-    // checked at the end (Prosody gives up after s2s_timeout, 90 s).
+    // the bounce checked at the end (it should come at once; a stalled
+    // connection would take s2s_timeout, 90 s).
     let nowhere = format!(
         "{}.b32.i2p",
         data_encoding::BASE32_NOPAD
@@ -431,7 +432,8 @@ fn scenario() {
     bob.send(&nobody, "Is anybody there?");
     // A clearnet server: with onions_tor_all every s2s connection goes to
     // i2pd's SOCKS proxy, which has no outproxy and refuses it (reply 8).
-    // mod_onions does not understand that reply: no bounce comes back.
+    // mod_onions does not understand that reply (docs/I2P.md): no bounce
+    // comes back, so only i2pd's refusal is checked.
     let clearnet = format!("someone@{CLEARNET_SERVER}");
     bob.send(&clearnet, "Anyone on the clearnet?");
 
