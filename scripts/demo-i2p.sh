@@ -190,7 +190,7 @@ RELAY_CLIENT="$("${I2PNET[@]}" b32 "$(router_dir 5)/socks.dat")"
 server_tunnel server-b server-b.dat "$S2S_B" 5269 >"$(router_dir 4)/tunnels.conf"
 start_router 3
 start_router 4
-for keys in 3/server-a.dat 3/relay-domain.dat 3/component.dat 4/server-b.dat; do
+for keys in 3/server-a.dat 3/relay-domain.dat 3/component.dat 4/server-b.dat 3/socks.dat 4/socks.dat; do
 	wait_file "$WORK/r$keys" 20 || die "no $keys"
 done
 A="$("${I2PNET[@]}" b32 "$WORK/r3/server-a.dat")"
@@ -204,7 +204,9 @@ step "A's component port  $COMPONENT_HOST:$COMPONENT_PORT"
 "${I2PNET[@]}" wait-tunnels --timeout 120 7071 7072 7073 7074 7075 ||
 	die "the routers built no tunnels"
 "${I2PNET[@]}" wait-published --timeout 300 --floodfill 7071 7072 \
-	--local "7073=$A" "7073=$R" "7073=$COMPONENT_HOST" "7074=$B" ||
+	--local "7073=$A" "7073=$R" "7073=$COMPONENT_HOST" "7074=$B" \
+	--client "7073=$("${I2PNET[@]}" b32 "$WORK/r3/socks.dat")" \
+	"7074=$("${I2PNET[@]}" b32 "$WORK/r4/socks.dat")" "7075=$RELAY_CLIENT" ||
 	die "the destinations were not published"
 NETWORK_UP="$(elapsed)"
 step "Network up: every destination's LeaseSet is on both floodfills"

@@ -262,6 +262,7 @@ fn whoami(started: Instant, c: &mut Client, relay: &str, limit: Duration) -> Str
                 started,
                 &format!("{}: /whoami attempt {attempt} bounced: {condition}", c.jid),
             );
+            std::thread::sleep(Duration::from_secs(10));
             continue;
         }
         let p = m
@@ -354,7 +355,8 @@ fn scenario() {
         t0,
         &format!(
             "network up: exploratory tunnels after {:.1} s, LeaseSets of A, B, R \
-             and A's component port on both floodfills after {:.1} s",
+             and A's component port on both floodfills (and the SOCKS proxies' \
+             tunnels) after {:.1} s",
             net.tunnels_after.as_secs_f64(),
             net.published_after.as_secs_f64()
         ),

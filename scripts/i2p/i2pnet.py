@@ -12,9 +12,10 @@ web consoles and SOCKS proxies on 127.0.0.1.
   i2pnet.py wait-tunnels --timeout S CONSOLE_PORT...
       until every router has two exploratory tunnels through other routers
   i2pnet.py wait-published --timeout S --floodfill PORT... \
-          --local PORT=NAME.b32.i2p...
+          --local PORT=NAME.b32.i2p... [--client PORT=NAME.b32.i2p...]
       until each local destination has tunnels on its router and every
-      floodfill stores its LeaseSet
+      floodfill stores its LeaseSet, and each client destination (a SOCKS
+      proxy's) has tunnels
   i2pnet.py wait-socks --timeout S --proxy PORT --to HOST:PORT
       until the SOCKS5 proxy on 127.0.0.1:PORT opens a stream to HOST:PORT
 
@@ -97,9 +98,9 @@ def exploratory_missing(ports):
     return ", ".join(missing)
 
 
-def published_missing(floodfills, locals_):
+def published_missing(floodfills, locals_, clients):
     missing = []
-    for port, name in locals_:
+    for port, name in locals_ + clients:
         short = name[:-len(".b32.i2p")]
         page = console(port, "?page=local_destination&b32=" + short)
         if page.count("tunnel established") < 2:
@@ -144,6 +145,7 @@ def main():
     s.add_argument("--timeout", type=float, default=240)
     s.add_argument("--floodfill", nargs="+", type=int, required=True)
     s.add_argument("--local", nargs="+", required=True)
+    s.add_argument("--client", nargs="*", default=[])
     s = sub.add_parser("wait-socks")
     s.add_argument("--timeout", type=float, default=60)
     s.add_argument("--proxy", type=int, required=True)
@@ -160,13 +162,18 @@ def main():
         return wait("%d routers with exploratory tunnels" % len(a.ports),
                     a.timeout, lambda: exploratory_missing(a.ports))
     if a.cmd == "wait-published":
-        locals_ = []
-        for item in a.local:
-            port, _, name = item.partition("=")
-            locals_.append((int(port), name))
-        return wait("LeaseSets of %s on %d floodfills"
-                    % (", ".join(n for _, n in locals_), len(a.floodfill)),
-                    a.timeout, lambda: published_missing(a.floodfill, locals_))
+        def pairs(items):
+            out = []
+            for item in items:
+                port, _, name = item.partition("=")
+                out.append((int(port), name))
+            return out
+        locals_, clients = pairs(a.local), pairs(a.client)
+        return wait("LeaseSets of %s on %d floodfills, tunnels of %d SOCKS "
+                    "proxies" % (", ".join(n for _, n in locals_),
+                                 len(a.floodfill), len(clients)),
+                    a.timeout,
+                    lambda: published_missing(a.floodfill, locals_, clients))
     if a.cmd == "wait-socks":
         host, _, port = a.to.rpartition(":")
         last = {}

@@ -270,6 +270,16 @@ impl Network {
             format!("{}={}", console_port(3), net.component),
             format!("{}={}", console_port(4), net.b),
         ];
+        // The SOCKS proxies' own destinations need tunnels too: until then
+        // i2pd answers every request with error 4.
+        let clients: Vec<String> = [3, 4, 5]
+            .iter()
+            .map(|&n| {
+                let socks = rdir(n).join("socks.dat");
+                wait_file(&socks, Duration::from_secs(20));
+                format!("{}={}", console_port(n), b32(&socks))
+            })
+            .collect();
         let ffs: Vec<String> = FLOODFILLS
             .iter()
             .map(|&n| console_port(n).to_string())
@@ -279,7 +289,9 @@ impl Network {
                 .args(["wait-published", "--timeout", "300", "--floodfill"])
                 .args(&ffs)
                 .arg("--local")
-                .args(&locals),
+                .args(&locals)
+                .arg("--client")
+                .args(&clients),
             Duration::from_secs(330),
         );
         net.published_after = started.elapsed();
