@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helpers for a private I2P network of i2pd routers on one machine.
+"""Tools for a private I2P network of i2pd routers on one machine.
 
 Used by scripts/demo-i2p.sh and tests/e2e_i2p.rs. Talks only to the routers'
 web consoles and SOCKS proxies on 127.0.0.1.

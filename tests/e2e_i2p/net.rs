@@ -257,7 +257,7 @@ impl Network {
         };
 
         let consoles: Vec<String> = (1..=ROUTERS).map(|n| console_port(n).to_string()).collect();
-        net.wait_helper(
+        net.wait_ready(
             i2pnet()
                 .args(["wait-tunnels", "--timeout", "240"])
                 .args(&consoles),
@@ -284,7 +284,7 @@ impl Network {
             .iter()
             .map(|&n| console_port(n).to_string())
             .collect();
-        net.wait_helper(
+        net.wait_ready(
             i2pnet()
                 .args(["wait-published", "--timeout", "300", "--floodfill"])
                 .args(&ffs)
@@ -298,7 +298,7 @@ impl Network {
         net
     }
 
-    fn wait_helper(&mut self, cmd: &mut Command, limit: Duration) {
+    fn wait_ready(&mut self, cmd: &mut Command, limit: Duration) {
         for r in &mut self.routers {
             r.check_running();
         }
