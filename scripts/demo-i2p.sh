@@ -79,7 +79,7 @@ for n in 1 2 3 4 5; do ip addr add "198.18.0.$n/32" dev lo; done
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/axrelay-demo-i2p.XXXXXX")"
 chmod 755 "$WORK"
-PIDS=()
+declare -A PIDS=() # what runs, by name
 alive() {
 	local state
 	state="$(ps -o stat= -p "$1" 2>/dev/null || true)"
@@ -153,8 +153,20 @@ TUNNEL
 start_router() {
 	local d
 	d="$(router_dir "$1")"
-	i2pd --datadir="$d" --conf="$d/i2pd.conf" >"$d/stdout" 2>&1 &
-	PIDS+=($!)
+	i2pd --datadir="$d" --conf="$d/i2pd.conf" >>"$d/stdout" 2>&1 &
+	PIDS[r$1]=$!
+}
+stop_pid() { # name: SIGTERM, SIGKILL after 10 s
+	local pid="${PIDS[$1]:-}" i
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		alive "$pid" || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	unset "PIDS[$1]"
 }
 wait_file() { # path, seconds
 	local i
@@ -203,11 +215,29 @@ step "relay R   $R"
 step "A's component port  $COMPONENT_HOST:$COMPONENT_PORT"
 "${I2PNET[@]}" wait-tunnels --timeout 120 7071 7072 7073 7074 7075 ||
 	die "the routers built no tunnels"
-"${I2PNET[@]}" wait-published --timeout 300 --floodfill 7071 7072 \
-	--local "7073=$A" "7073=$R" "7073=$COMPONENT_HOST" "7074=$B" \
-	--client "7073=$("${I2PNET[@]}" b32 "$WORK/r3/socks.dat")" \
-	"7074=$("${I2PNET[@]}" b32 "$WORK/r4/socks.dat")" "7075=$RELAY_CLIENT" ||
-	die "the destinations were not published"
+# i2pd 2.45 publishes a LeaseSet when an inbound tunnel is added and drops
+# that publish if the destination has no outbound tunnel yet; if all inbound
+# tunnels come first, the LeaseSet stays unpublished until the tunnels are
+# replaced (10 min). Restarting the router is quicker.
+SOCKS_A_NAME="$("${I2PNET[@]}" b32 "$WORK/r3/socks.dat")"
+SOCKS_B_NAME="$("${I2PNET[@]}" b32 "$WORK/r4/socks.dat")"
+for round in 1 2 3 4; do
+	missing="$("${I2PNET[@]}" wait-published --timeout 90 --floodfill 7071 7072 \
+		--local "7073=$A" "7073=$R" "7073=$COMPONENT_HOST" "7074=$B" \
+		--client "7073=$SOCKS_A_NAME" "7074=$SOCKS_B_NAME" "7075=$RELAY_CLIENT" 2>&1)" && break
+	[ "$round" != 4 ] || die "the destinations were not published: $missing"
+	for n in 3 4 5; do
+		case "$n:${missing#*missing:}" in
+		3:*"$A"* | 3:*"$R"* | 3:*"$COMPONENT_HOST"* | 3:*"$SOCKS_A_NAME"* | \
+			4:*"$B"* | 4:*"$SOCKS_B_NAME"* | 5:*"$RELAY_CLIENT"*)
+			step "$missing; restarting router r$n"
+			stop_pid "r$n"
+			start_router "$n"
+			;;
+		esac
+	done
+done
+printf '%s\n' "$missing"
 NETWORK_UP="$(elapsed)"
 step "Network up: every destination's LeaseSet is on both floodfills"
 
@@ -231,7 +261,7 @@ prosodyctl --config "$WORK/prosody-b/prosody.cfg.lua" register bob "$B" pw-bob >
 for p in a b; do
 	setpriv --reuid=prosody --regid=prosody --init-groups \
 		prosody --config "$WORK/prosody-$p/prosody.cfg.lua" -F >"$WORK/prosody-$p/prosody.out" 2>&1 &
-	PIDS+=($!)
+	PIDS[prosody-$p]=$!
 done
 wait_for_log "$WORK/prosody-a/prosody.log" "Activated service 'component' on [127.0.0.1]:$COMPONENT_PORT" 20 &&
 	wait_for_log "$WORK/prosody-b/prosody.log" "Activated service 's2s' on [127.0.0.1]:$S2S_B" 20 || {
@@ -263,7 +293,7 @@ path = $WORK/relay/pseudonyms.db
 encrypt = $("$AXRELAY" secret)
 CONF
 "$AXRELAY" run -c "$WORK/relay/axrelay.conf" >"$WORK/relay/axrelay.log" 2>&1 &
-PIDS+=($!)
+PIDS[relay]=$!
 wait_for_log "$WORK/prosody-a/prosody.log" "External component successfully authenticated" 180 || {
 	tail -n 30 "$WORK/relay/axrelay.log" >&2
 	die "the relay did not reach A's component port through I2P"

@@ -361,6 +361,15 @@ fn scenario() {
             net.published_after.as_secs_f64()
         ),
     );
+    if !net.restarts.is_empty() {
+        note(
+            t0,
+            &format!(
+                "(LeaseSets published only after restarting routers {:?})",
+                net.restarts
+            ),
+        );
+    }
     note(t0, &format!("server A {}", net.a));
     note(t0, &format!("server B {}", net.b));
     note(t0, &format!("relay R  {}", net.r));

@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -173,8 +174,31 @@ pub struct Network {
     /// destination's LeaseSet was on both floodfills.
     pub tunnels_after: Duration,
     pub published_after: Duration,
-    routers: Vec<Proc>,
+    /// Routers restarted because a LeaseSet was not published.
+    pub restarts: Vec<u16>,
+    routers: Vec<(u16, Proc)>,
 }
+
+/// Start router `n` of the network in `dir`.
+fn start_router(dir: &Path, n: u16) -> Proc {
+    let d = dir.join(format!("r{n}"));
+    let mut cmd = crate::procs::guarded("i2pd");
+    cmd.arg(format!("--datadir={}", d.display()))
+        .arg(format!("--conf={}", d.join("i2pd.conf").display()));
+    Proc::spawn(
+        &format!("i2pd r{n}"),
+        cmd,
+        &d.join("stdout"),
+        &d.join("i2pd.log"),
+    )
+}
+
+/// How long one round of waiting for the LeaseSets lasts. They are
+/// usually there 5-20 s after the exploratory tunnels.
+const PUBLISH_ROUND: Duration = Duration::from_secs(90);
+/// Rounds before giving up; a router whose LeaseSet is missing is
+/// restarted between rounds.
+const PUBLISH_ROUNDS: usize = 4;
 
 impl Network {
     pub fn router_dir(&self, n: u16) -> PathBuf {
@@ -204,18 +228,7 @@ impl Network {
             fs::write(d.join("tunnels.conf"), "").expect("write tunnels.conf");
         }
         let mut routers = Vec::new();
-        let start = |n: u16| {
-            let d = rdir(n);
-            let mut cmd = crate::procs::guarded("i2pd");
-            cmd.arg(format!("--datadir={}", d.display()))
-                .arg(format!("--conf={}", d.join("i2pd.conf").display()));
-            Proc::spawn(
-                &format!("i2pd r{n}"),
-                cmd,
-                &d.join("stdout"),
-                &d.join("i2pd.log"),
-            )
-        };
+        let start = |n: u16| (n, start_router(dir, n));
         // The floodfills first; the others find them through their
         // router.info, copied into their netDb (no reseeding).
         for ff in FLOODFILLS {
@@ -253,6 +266,7 @@ impl Network {
             relay_client,
             tunnels_after: Duration::ZERO,
             published_after: Duration::ZERO,
+            restarts: Vec::new(),
             routers,
         };
 
@@ -264,42 +278,109 @@ impl Network {
             Duration::from_secs(270),
         );
         net.tunnels_after = started.elapsed();
-        let locals = [
-            format!("{}={}", console_port(3), net.a),
-            format!("{}={}", console_port(3), net.r),
-            format!("{}={}", console_port(3), net.component),
-            format!("{}={}", console_port(4), net.b),
-        ];
         // The SOCKS proxies' own destinations need tunnels too: until then
         // i2pd answers every request with error 4.
-        let clients: Vec<String> = [3, 4, 5]
+        let mut expected: Vec<(u16, String)> = vec![
+            (3, net.a.clone()),
+            (3, net.r.clone()),
+            (3, net.component.clone()),
+            (4, net.b.clone()),
+        ];
+        let mut clients = Vec::new();
+        for n in [3, 4, 5] {
+            let socks = rdir(n).join("socks.dat");
+            wait_file(&socks, Duration::from_secs(20));
+            let name = b32(&socks);
+            clients.push(format!("{}={name}", console_port(n)));
+            expected.push((n, name));
+        }
+        let locals: Vec<String> = expected[..4]
             .iter()
-            .map(|&n| {
-                let socks = rdir(n).join("socks.dat");
-                wait_file(&socks, Duration::from_secs(20));
-                format!("{}={}", console_port(n), b32(&socks))
-            })
+            .map(|(n, name)| format!("{}={name}", console_port(*n)))
             .collect();
         let ffs: Vec<String> = FLOODFILLS
             .iter()
             .map(|&n| console_port(n).to_string())
             .collect();
-        net.wait_ready(
-            i2pnet()
-                .args(["wait-published", "--timeout", "300", "--floodfill"])
-                .args(&ffs)
-                .arg("--local")
-                .args(&locals)
-                .arg("--client")
-                .args(&clients),
-            Duration::from_secs(330),
-        );
+        // i2pd 2.45 publishes a LeaseSet when an inbound tunnel is added
+        // and drops that publish if the destination has no outbound tunnel
+        // yet; under load all inbound tunnels can come first, and the
+        // LeaseSet then stays unpublished until the tunnels are replaced
+        // (10 min). Restarting the router is quicker.
+        // AXRELAY_E2E_I2P_FIRST_ROUND (seconds) shortens the first round,
+        // to see the restarts happen.
+        let first_round = std::env::var("AXRELAY_E2E_I2P_FIRST_ROUND")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(PUBLISH_ROUND, Duration::from_secs);
+        for round in 1..=PUBLISH_ROUNDS {
+            let round_length = if round == 1 {
+                first_round
+            } else {
+                PUBLISH_ROUND
+            };
+            for (_, r) in &mut net.routers {
+                r.check_running();
+            }
+            let out = run_bounded(
+                i2pnet()
+                    .args(["wait-published", "--timeout"])
+                    .arg(round_length.as_secs().to_string())
+                    .arg("--floodfill")
+                    .args(&ffs)
+                    .arg("--local")
+                    .args(&locals)
+                    .arg("--client")
+                    .args(&clients),
+                round_length + Duration::from_secs(30),
+            );
+            let text = match out {
+                Ok((s, _)) if s.success() => break,
+                Ok((_, text)) => text,
+                Err(e) => panic!("{e}"),
+            };
+            assert!(
+                round < PUBLISH_ROUNDS,
+                "the I2P network did not come up: {text}"
+            );
+            // "not ready after …: WHAT; missing: …"
+            let missing = text.split("missing:").nth(1).unwrap_or(&text);
+            let mut stuck: Vec<u16> = expected
+                .iter()
+                .filter(|(_, name)| missing.contains(name.as_str()))
+                .map(|(n, _)| *n)
+                .collect();
+            stuck.sort_unstable();
+            stuck.dedup();
+            assert!(!stuck.is_empty(), "the I2P network did not come up: {text}");
+            for n in stuck {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "e2e_i2p: not published after {} s:{}; restarting router r{n}",
+                    round_length.as_secs(),
+                    missing.trim_end()
+                );
+                net.restart(n);
+            }
+        }
         net.published_after = started.elapsed();
         net
     }
 
+    /// Stop router `n` and start it again with the same keys.
+    fn restart(&mut self, n: u16) {
+        let dir = self.dir.clone();
+        for (m, r) in &mut self.routers {
+            if *m == n {
+                r.stop(Duration::from_secs(10));
+                *r = start_router(&dir, n);
+            }
+        }
+        self.restarts.push(n);
+    }
+
     fn wait_ready(&mut self, cmd: &mut Command, limit: Duration) {
-        for r in &mut self.routers {
+        for (_, r) in &mut self.routers {
             r.check_running();
         }
         match run_bounded(cmd, limit) {
@@ -311,7 +392,7 @@ impl Network {
 
     /// Panic if a router has exited.
     pub fn check_running(&mut self) {
-        for r in &mut self.routers {
+        for (_, r) in &mut self.routers {
             r.check_running();
         }
     }
