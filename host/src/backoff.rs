@@ -26,7 +26,16 @@ impl Backoff {
     /// The delay before the next attempt: uniform in `[0, min(CAP, BASE·2ⁿ)]`,
     /// drawn from `random`. Each call doubles the ceiling.
     pub fn next_delay(&mut self, random: u64) -> Duration {
-        let ceiling = BASE.saturating_mul(1u32 << self.attempt.min(16)).min(CAP);
+        self.next_delay_within(random, CAP)
+    }
+
+    /// [`Backoff::next_delay`] with a lower cap, for failures that end by
+    /// themselves soon (a proxy whose tunnels are still being built).
+    pub fn next_delay_within(&mut self, random: u64, cap: Duration) -> Duration {
+        let ceiling = BASE
+            .saturating_mul(1u32 << self.attempt.min(16))
+            .min(CAP)
+            .min(cap);
         self.attempt = self.attempt.saturating_add(1);
         let millis = ceiling.as_millis() as u64;
         Duration::from_millis(random % (millis + 1))

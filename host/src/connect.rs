@@ -56,8 +56,9 @@ pub enum ConnectError {
     Tcp(String, io::Error),
     /// The time budget ran out.
     TimedOut(String),
-    /// The proxy would not open the tunnel.
-    Proxy(String, Socks5Error),
+    /// The proxy would not open the tunnel; a hint at the usual cause on
+    /// the darknets, where some refusals are routine.
+    Proxy(String, Socks5Error, Option<&'static str>),
     /// A socket option could not be set.
     Socket(io::Error),
 }
@@ -69,7 +70,13 @@ impl fmt::Display for ConnectError {
             ConnectError::NoAddress(host) => write!(f, "{host} has no address"),
             ConnectError::Tcp(addr, e) => write!(f, "cannot connect to {addr}: {e}"),
             ConnectError::TimedOut(what) => write!(f, "timed out: {what}"),
-            ConnectError::Proxy(proxy, e) => write!(f, "SOCKS5 proxy {proxy}: {e}"),
+            ConnectError::Proxy(proxy, e, hint) => {
+                write!(f, "SOCKS5 proxy {proxy}: {e}")?;
+                match hint {
+                    Some(h) => write!(f, " ({h})"),
+                    None => Ok(()),
+                }
+            }
             ConnectError::Socket(e) => write!(f, "cannot set up the socket: {e}"),
         }
     }
@@ -93,7 +100,10 @@ pub fn open(target: &Target) -> Result<TcpStream, ConnectError> {
                     Socks5Error::Io(io) if is_timeout(&io) => {
                         ConnectError::TimedOut(format!("SOCKS5 handshake with proxy {proxy}"))
                     }
-                    e => ConnectError::Proxy(proxy.to_string(), e),
+                    e => {
+                        let hint = refusal_hint(&target.server, &e);
+                        ConnectError::Proxy(proxy.to_string(), e, hint)
+                    }
                 },
             )?;
             set_timeouts(&stream, None)?;
@@ -103,6 +113,31 @@ pub fn open(target: &Target) -> Result<TcpStream, ConnectError> {
     stream.set_nodelay(true).map_err(ConnectError::Socket)?;
     set_dead_peer_timeout(&stream, target.dead_peer)?;
     Ok(stream)
+}
+
+impl ConnectError {
+    /// Whether the proxy answered but could not reach the server: on I2P
+    /// or Tor that is routine while tunnels are built, and ends by itself.
+    pub fn is_proxy_refusal(&self) -> bool {
+        matches!(self, ConnectError::Proxy(_, Socks5Error::Refused(_), _))
+    }
+}
+
+/// What a proxy's refusal usually means for this server name.
+fn refusal_hint(server: &str, e: &Socks5Error) -> Option<&'static str> {
+    let i2p = server
+        .get(server.len().saturating_sub(4)..)
+        .is_some_and(|end| end.eq_ignore_ascii_case(".i2p"));
+    match e {
+        Socks5Error::Refused(4) if i2p => Some(
+            "i2pd found no LeaseSet for the name: not published yet, or the proxy's own \
+             tunnels are not built yet; this usually clears within a minute",
+        ),
+        Socks5Error::Refused(8) if !i2p => Some(
+            "the proxy cannot reach names of this kind: an I2P proxy reaches .i2p names only",
+        ),
+        _ => None,
+    }
 }
 
 /// A write the peer never acknowledges fails after `timeout` instead of
@@ -195,6 +230,24 @@ mod tests {
         assert!(s.nodelay().unwrap());
         let s = open(&target(port, None)).unwrap();
         assert_eq!(socket2::SockRef::from(&s).tcp_user_timeout().unwrap(), None);
+    }
+
+    #[test]
+    fn refusals_get_a_hint_where_they_are_routine() {
+        let four = refusal_hint("abc.b32.i2p", &Socks5Error::Refused(4));
+        assert!(four.is_some_and(|h| h.contains("LeaseSet")), "{four:?}");
+        let eight = refusal_hint("chat.example.org", &Socks5Error::Refused(8));
+        assert!(eight.is_some_and(|h| h.contains(".i2p names only")), "{eight:?}");
+        assert_eq!(refusal_hint("chat.example.org", &Socks5Error::Refused(4)), None);
+        let e = ConnectError::Proxy("127.0.0.1:4447".into(), Socks5Error::Refused(4), four);
+        assert!(e.is_proxy_refusal());
+        assert!(
+            e.to_string().starts_with(
+                "SOCKS5 proxy 127.0.0.1:4447: the proxy could not connect to the server: host \
+                 unreachable (reply 4) (i2pd found no LeaseSet"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

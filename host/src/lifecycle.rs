@@ -14,6 +14,11 @@ use crate::connect::{ConnectError, Target};
 use crate::notify::Notifier;
 use crate::options::Exit;
 
+/// The longest wait between attempts while a proxy refuses to reach the
+/// server (SOCKS5 replies other than success): on I2P a LeaseSet appears
+/// within tens of seconds, and the backoff's 60 s would add to that.
+pub const PROXY_REFUSAL_CAP: Duration = Duration::from_secs(10);
+
 /// After a connection ended: return, or try again after a delay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Next {
@@ -78,9 +83,16 @@ impl Lifecycle {
         self.attempts.saturating_sub(1)
     }
 
-    /// The attempt failed: log why and how long we wait.
+    /// The attempt failed: log why and how long we wait. A proxy that
+    /// answers but cannot reach the server yet is asked again at most
+    /// [`PROXY_REFUSAL_CAP`] apart: its tunnels are being built.
     pub fn connect_failed(&mut self, err: &ConnectError) -> Duration {
-        let delay = self.delay();
+        let delay = if err.is_proxy_refusal() {
+            let random = self.rng.u64(..);
+            self.backoff.next_delay_within(random, PROXY_REFUSAL_CAP)
+        } else {
+            self.delay()
+        };
         log::warn!("{err}; retrying in {:.1} s", delay.as_secs_f64());
         self.notify
             .status(&format!("{err}; retrying in {:.1} s", delay.as_secs_f64()));
@@ -145,6 +157,7 @@ impl Lifecycle {
 mod tests {
     use super::*;
     use crate::options::Options;
+    use crate::socks5::Socks5Error;
 
     #[test]
     fn decides_between_exit_and_retry() {
@@ -175,5 +188,30 @@ mod tests {
             Next::Retry(d) => assert!(d <= Duration::from_secs(2)),
             other => panic!("expected a retry, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_proxy_that_cannot_reach_the_server_yet_is_asked_again_soon() {
+        let lifecycle = || {
+            Lifecycle::new(
+                Target::new(&Options::new("relay.b32.i2p", 5347)),
+                3,
+                Notifier::default(),
+            )
+        };
+        let refused = ConnectError::Proxy(
+            "127.0.0.1:4447".into(),
+            Socks5Error::Refused(4),
+            None,
+        );
+        let unreachable = ConnectError::TimedOut("connecting to 127.0.0.1:4447".into());
+        let (mut proxy, mut tcp) = (lifecycle(), lifecycle());
+        let mut longest = (Duration::ZERO, Duration::ZERO);
+        for _ in 0..40 {
+            longest.0 = longest.0.max(proxy.connect_failed(&refused));
+            longest.1 = longest.1.max(tcp.connect_failed(&unreachable));
+        }
+        assert!(longest.0 <= PROXY_REFUSAL_CAP, "{:?}", longest.0);
+        assert!(longest.1 > PROXY_REFUSAL_CAP, "{:?}", longest.1);
     }
 }
