@@ -133,9 +133,9 @@ fn refusal_hint(server: &str, e: &Socks5Error) -> Option<&'static str> {
             "i2pd found no LeaseSet for the name: not published yet, or the proxy's own \
              tunnels are not built yet; this usually clears within a minute",
         ),
-        Socks5Error::Refused(8) if !i2p => Some(
-            "the proxy cannot reach names of this kind: an I2P proxy reaches .i2p names only",
-        ),
+        Socks5Error::Refused(8) if !i2p => {
+            Some("the proxy cannot reach names of this kind: an I2P proxy reaches .i2p names only")
+        }
         _ => None,
     }
 }
@@ -237,8 +237,14 @@ mod tests {
         let four = refusal_hint("abc.b32.i2p", &Socks5Error::Refused(4));
         assert!(four.is_some_and(|h| h.contains("LeaseSet")), "{four:?}");
         let eight = refusal_hint("chat.example.org", &Socks5Error::Refused(8));
-        assert!(eight.is_some_and(|h| h.contains(".i2p names only")), "{eight:?}");
-        assert_eq!(refusal_hint("chat.example.org", &Socks5Error::Refused(4)), None);
+        assert!(
+            eight.is_some_and(|h| h.contains(".i2p names only")),
+            "{eight:?}"
+        );
+        assert_eq!(
+            refusal_hint("chat.example.org", &Socks5Error::Refused(4)),
+            None
+        );
         let e = ConnectError::Proxy("127.0.0.1:4447".into(), Socks5Error::Refused(4), four);
         assert!(e.is_proxy_refusal());
         assert!(

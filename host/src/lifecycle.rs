@@ -199,11 +199,7 @@ mod tests {
                 Notifier::default(),
             )
         };
-        let refused = ConnectError::Proxy(
-            "127.0.0.1:4447".into(),
-            Socks5Error::Refused(4),
-            None,
-        );
+        let refused = ConnectError::Proxy("127.0.0.1:4447".into(), Socks5Error::Refused(4), None);
         let unreachable = ConnectError::TimedOut("connecting to 127.0.0.1:4447".into());
         let (mut proxy, mut tcp) = (lifecycle(), lifecycle());
         let mut longest = (Duration::ZERO, Duration::ZERO);
