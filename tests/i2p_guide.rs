@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use axrelay::config::{Settings, StoreSettings};
+use axrelay_test_support::docs::fenced_block;
 
 fn guide() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/I2P.md");
@@ -15,17 +16,7 @@ fn guide() -> String {
 
 /// The fenced block that follows the `<!-- marker -->` line.
 fn block(marker: &str) -> String {
-    let text = guide();
-    let tag = format!("<!-- {marker} -->");
-    let start = text
-        .find(&tag)
-        .unwrap_or_else(|| panic!("no {tag} in docs/I2P.md"));
-    let rest = &text[start + tag.len()..];
-    let open = rest.find("```").expect("a fenced block follows the marker");
-    let body = &rest[open..];
-    let first_newline = body.find('\n').expect("fence line");
-    let end = body[first_newline..].find("\n```").expect("closing fence");
-    body[first_newline + 1..first_newline + end + 1].to_owned()
+    fenced_block(&guide(), &format!("<!-- {marker} -->"), "docs/I2P.md")
 }
 
 fn ensure_prosody() {

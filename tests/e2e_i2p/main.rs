@@ -20,7 +20,6 @@
 //! saying so, only when i2pd cannot be installed.
 
 mod net;
-mod procs;
 mod xmpp;
 
 use std::fs;
@@ -29,9 +28,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use axrelay_test_support::docs::fenced_block;
+use axrelay_test_support::e2e::{
+    assert_no_trace_of, assert_pseudonym_at, check_relayed, install_missing, is_root, on_path,
+    python, random_hex, read_lossy, run_bounded, run_ok, slixmpp_importable, wait_bounded,
+    wait_until, Client, RELAY_RESOURCE,
+};
 use net::{Network, C2S_A, C2S_B, COMPONENT_PORT, S2S_A, S2S_B, SOCKS_A, SOCKS_B, SOCKS_RELAY};
-use procs::{is_root, on_path, python, run_bounded, run_ok, wait_until};
-use xmpp::{bare, Client, Msg, Prosody, Relay, RELAY_RESOURCE};
+use xmpp::{start_relay, Prosody};
 
 /// Set in the copy of the test binary that runs inside the namespace.
 const INSIDE: &str = "AXRELAY_E2E_I2P_NAMESPACE";
@@ -46,6 +50,11 @@ const WAIT: Duration = Duration::from_secs(30);
 const FIRST_WAIT: Duration = Duration::from_secs(120);
 /// A server on the clearnet, which an I2P-only server cannot reach.
 const CLEARNET_SERVER: &str = "chat.example.org";
+
+/// The repository, where scripts/i2p/ and docs/I2P.md are.
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
 
 /// Straight to the test's stderr, past the test harness's capture: the
 /// timings and the evidence belong in every run's log.
@@ -70,14 +79,6 @@ fn darknet_messenger_over_i2p() {
 /// cannot be installed (the test is then skipped), a panic for the rest.
 fn prerequisites() -> Result<(), String> {
     let mod_onions = Path::new("/usr/lib/prosody/modules/mod_onions/mod_onions.lua");
-    let slixmpp = || {
-        Command::new(python())
-            .args(["-c", "import slixmpp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
     let missing = || {
         let mut m = Vec::new();
         if !on_path("i2pd") {
@@ -89,7 +90,7 @@ fn prerequisites() -> Result<(), String> {
         if !mod_onions.is_file() {
             m.push("prosody-modules");
         }
-        if !slixmpp() {
+        if !slixmpp_importable() {
             m.push("python3-slixmpp");
         }
         if !on_path("ip") {
@@ -100,35 +101,17 @@ fn prerequisites() -> Result<(), String> {
         }
         m
     };
-    let first = missing();
-    if !first.is_empty() && is_root() && on_path("apt-get") {
-        note_raw(&format!("installing {} with apt-get", first.join(" ")));
-        let apt = |args: &[&str]| {
-            run_bounded(
-                Command::new("apt-get")
-                    .args(["-o", "DPkg::Lock::Timeout=300", "-q", "-y"])
-                    .args(args)
-                    .env("DEBIAN_FRONTEND", "noninteractive"),
-                Duration::from_secs(900),
-            )
-            .is_ok_and(|(s, _)| s.success())
-        };
-        let mut install = vec!["install", "--no-install-recommends", "lua-bit32"];
-        install.extend(first.iter().copied());
-        if !apt(&install) {
-            apt(&["update"]);
-            apt(&install);
-        }
-        if first.contains(&"i2pd") && on_path("systemctl") {
-            // On a machine with systemd the package starts the system's
-            // i2pd, which would join the public network: stop it again.
-            let _ = run_bounded(
-                Command::new("systemctl").args(["stop", "i2pd"]),
-                Duration::from_secs(60),
-            );
-        }
+    let had_i2pd = on_path("i2pd");
+    // mod_onions needs bit32, which no package it depends on brings.
+    let left = install_missing(missing, &["lua-bit32"]);
+    if !had_i2pd && !left.contains(&"i2pd") && on_path("systemctl") {
+        // On a machine with systemd the package starts the system's
+        // i2pd, which would join the public network: stop it again.
+        let _ = run_bounded(
+            Command::new("systemctl").args(["stop", "i2pd"]),
+            Duration::from_secs(60),
+        );
     }
-    let left = missing();
     if left.contains(&"i2pd") {
         return Err(format!(
             "i2pd is not installed and could not be installed{}",
@@ -187,7 +170,7 @@ fn run_in_namespace() {
         let _ = stdout.read_to_string(&mut s);
         s
     });
-    let status = procs::wait_bounded(&mut child, LIMIT);
+    let status = wait_bounded(&mut child, LIMIT);
     let out = out.join().unwrap_or_default();
     match status {
         Some(s) if s.success() => {
@@ -205,21 +188,6 @@ fn run_in_namespace() {
     }
 }
 
-fn random_bytes(n: usize) -> Vec<u8> {
-    let mut buf = vec![0u8; n];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .expect("read /dev/urandom");
-    buf
-}
-
-fn random_hex(bytes: usize) -> String {
-    random_bytes(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn axrelay_secret() -> String {
     run_ok(
         Command::new(env!("CARGO_BIN_EXE_axrelay")).arg("secret"),
@@ -229,32 +197,20 @@ fn axrelay_secret() -> String {
     .to_string()
 }
 
-/// Check a pseudonym: 45 characters of lower-case base32 at `domain`.
-fn assert_pseudonym(p: &str, domain: &str) {
-    let (local, at) = p
-        .split_once('@')
-        .unwrap_or_else(|| panic!("not a JID: {p:?}"));
-    assert_eq!(at, domain, "pseudonym {p:?} not at the relay's domain");
-    assert!(
-        local.len() == 45
-            && local
-                .bytes()
-                .all(|b| matches!(b, b'a'..=b'z' | b'2'..=b'7')),
-        "not a pseudonym: {p:?}"
-    );
-}
-
 /// `/whoami` to the relay; the pseudonym it answers. The first one from
 /// a server opens that server's s2s connection through I2P: an error
 /// bounce (the connection failed) is retried, twice at most.
 fn whoami(started: Instant, c: &mut Client, relay: &str, limit: Duration) -> String {
     for attempt in 1..=3 {
         c.send(relay, "/whoami");
-        let m = c.expect_from(relay, limit);
+        let m = c.expect_one_within(limit, Some(relay));
         if let Some((_, condition)) = &m.error {
             note(
                 started,
-                &format!("{}: /whoami attempt {attempt} bounced: {condition}", c.jid),
+                &format!(
+                    "{}: /whoami attempt {attempt} bounced: {condition}",
+                    c.bare()
+                ),
             );
             std::thread::sleep(Duration::from_secs(10));
             continue;
@@ -265,33 +221,40 @@ fn whoami(started: Instant, c: &mut Client, relay: &str, limit: Duration) -> Str
             .unwrap_or_else(|| panic!("/whoami answer without body: {m:?}"))
             .trim()
             .to_string();
-        assert_pseudonym(&p, relay);
+        assert_pseudonym_at(&p, relay);
         return p;
     }
-    panic!("{}: /whoami to {relay} bounced three times", c.jid);
+    panic!("{}: /whoami to {relay} bounced three times", c.bare());
 }
 
-/// `to` received `body` from the pseudonym `from`, relayed.
-fn check_relayed(m: &Msg, to: &Client, from: &str, body: &str) {
-    assert_eq!(m.error, None, "{} got an error: {m:?}", to.jid);
-    assert_eq!(m.from, format!("{from}/{RELAY_RESOURCE}"), "{m:?}");
-    assert_eq!(bare(&m.to), to.bare(), "{m:?}");
-    assert_eq!(m.kind, "chat", "{m:?}");
-    assert_eq!(m.body.as_deref(), Some(body), "{m:?}");
-}
+/// What bob (on B) writes to alice (on A), and her answer.
+const FIRST_EXCHANGE: (&str, &str) = (
+    "Hello alice', this is bob' from server B.",
+    "Hello stranger from across I2P.",
+);
+const THROUGH_THE_TUNNEL: (&str, &str) = (
+    "This one went through the relay's own tunnel.",
+    "And so does the answer.",
+);
 
-/// Nothing `reader` received names `other`'s account, its resource or its
-/// server.
-fn assert_no_trace_of(other: &Client, other_server: &str, reader: &mut Client) {
-    let raw = reader.raw_log();
-    assert!(!raw.is_empty(), "{} received nothing", reader.jid);
-    for needle in [other.bare(), other.resource(), other_server] {
-        if let Some(at) = raw.find(needle) {
-            let start = raw[..at].rfind('<').unwrap_or(0);
-            let end = raw[at..].find('>').map_or(raw.len(), |e| at + e + 1);
-            panic!("{} received {needle:?}: {}", reader.jid, &raw[start..end]);
-        }
-    }
+/// bob writes to alice's pseudonym `ap`, alice answers to `bp`: both
+/// arrive relayed, the answer within `answer_limit`. Then neither side has
+/// received the other's account, resource or server.
+fn both_ways(
+    (bob, alice): (&mut Client, &mut Client),
+    (bp, ap): (&str, &str),
+    net: &Network,
+    (there, back): (&str, &str),
+    answer_limit: Duration,
+) {
+    bob.send(ap, there);
+    let m = alice.expect_one_within(WAIT, Some(bp));
+    check_relayed(&m, alice, bp, there);
+    alice.send(bp, back);
+    let m = bob.expect_one_within(answer_limit, Some(ap));
+    check_relayed(&m, bob, ap, back);
+    assert_no_trace_of(bob, std::slice::from_ref(&net.b), alice);
+    assert_no_trace_of(alice, std::slice::from_ref(&net.a), bob);
 }
 
 /// The first line of `log` with `needle`; panics (naming `what`) if none.
@@ -388,12 +351,12 @@ fn scenario() {
         (C2S_B, S2S_B, SOCKS_B),
         None,
     );
-    prosody_a.register("alice", "pw-alice");
-    prosody_b.register("bob", "pw-bob");
+    let alice_user = prosody_a.account("alice");
+    let bob_user = prosody_b.account("bob");
     let relay_dir = dir.path().join("relay");
     let store = relay_dir.join("pseudonyms.db");
     let hash_secret = axrelay_secret();
-    let mut relay = Relay::start(
+    let mut relay = start_relay(
         "axrelay-local",
         &relay_dir,
         &relay_conf(
@@ -412,24 +375,19 @@ fn scenario() {
         "Prosody A and B up; the relay is A's component on loopback",
     );
 
-    let mut alice = Client::login(
-        C2S_A,
-        &format!("alice@{}/phone-{}", net.a, random_hex(3)),
-        "pw-alice",
-    );
-    let mut bob = Client::login(
-        C2S_B,
-        &format!("bob@{}/laptop-{}", net.b, random_hex(3)),
-        "pw-bob",
-    );
+    let mut alice = prosody_a.login(&alice_user, &format!("phone-{}", random_hex(3)));
+    let mut bob = prosody_b.login(&bob_user, &format!("laptop-{}", random_hex(3)));
 
     // A server that does not exist: its LeaseSet is found nowhere. Sent now,
     // the bounce checked at the end (it should come at once; a stalled
     // connection would take s2s_timeout, 90 s).
+    let destination = data_encoding::HEXLOWER
+        .decode(random_hex(32).as_bytes())
+        .expect("hex");
     let nowhere = format!(
         "{}.b32.i2p",
         data_encoding::BASE32_NOPAD
-            .encode(&random_bytes(32))
+            .encode(&destination)
             .to_lowercase()
     );
     let nobody = format!("nobody@{nowhere}");
@@ -453,17 +411,15 @@ fn scenario() {
     assert_ne!(ap, bp);
 
     // --- bob -> alice' and alice -> bob' across I2P ------------------------------
-    let hello = "Hello alice', this is bob' from server B.";
-    bob.send(&ap, hello);
-    let m = alice.expect_from(&bp, WAIT);
-    check_relayed(&m, &alice, &bp, hello);
-    let answer = "Hello stranger from across I2P.";
-    alice.send(&bp, answer);
-    let m = bob.expect_from(&ap, FIRST_WAIT);
-    check_relayed(&m, &bob, &ap, answer);
+    let pseudonyms = (bp.as_str(), ap.as_str());
+    both_ways(
+        (&mut bob, &mut alice),
+        pseudonyms,
+        &net,
+        FIRST_EXCHANGE,
+        FIRST_WAIT,
+    );
     note(t0, "bob -> alice' and alice -> bob' relayed across I2P");
-    assert_no_trace_of(&bob, &net.b, &mut alice);
-    assert_no_trace_of(&alice, &net.a, &mut bob);
     note(t0, "neither side received the other's address or server");
 
     // --- offline delivery across I2P ------------------------------------------------
@@ -471,15 +427,11 @@ fn scenario() {
     let away = "Written while you were offline.";
     bob.send(&ap, away);
     assert!(
-        wait_until(WAIT, || prosody_a.has_offline_messages("alice")),
+        wait_until(WAIT, || prosody_a.has_offline_messages(&alice_user)),
         "Prosody A stored nothing for the offline alice within {WAIT:?}"
     );
-    let mut alice = Client::login(
-        C2S_A,
-        &format!("alice@{}/tablet-{}", net.a, random_hex(3)),
-        "pw-alice",
-    );
-    let m = alice.expect_from(&bp, WAIT);
+    let mut alice = prosody_a.login(&alice_user, &format!("tablet-{}", random_hex(3)));
+    let m = alice.expect_one_within(WAIT, Some(&bp));
     check_relayed(&m, &alice, &bp, away);
     note(
         t0,
@@ -487,8 +439,8 @@ fn scenario() {
     );
 
     // --- the relay reaching A's component port through I2P ----------------------
-    relay.stop_cleanly();
-    let mut relay = Relay::start(
+    relay.stop_cleanly(Duration::from_secs(10));
+    let mut relay = start_relay(
         "axrelay-i2p",
         &relay_dir,
         &relay_conf(
@@ -513,19 +465,16 @@ fn scenario() {
         "connected to {}:{COMPONENT_PORT} via SOCKS5 proxy 127.0.0.1:{SOCKS_RELAY}",
         net.component
     );
-    let relay_line = evidence(&relay.log(), &via, "axrelay-i2p");
+    let relay_line = evidence(&read_lossy(&relay.log), &via, "axrelay-i2p");
     note(t0, "the relay reached A's component port through I2P");
-    let through = "This one went through the relay's own tunnel.";
-    bob.send(&ap, through);
-    let m = alice.expect_from(&bp, WAIT);
-    check_relayed(&m, &alice, &bp, through);
-    let back = "And so does the answer.";
-    alice.send(&bp, back);
-    let m = bob.expect_from(&ap, WAIT);
-    check_relayed(&m, &bob, &ap, back);
+    both_ways(
+        (&mut bob, &mut alice),
+        pseudonyms,
+        &net,
+        THROUGH_THE_TUNNEL,
+        WAIT,
+    );
     note(t0, "both ways relayed by the relay connected through I2P");
-    assert_no_trace_of(&bob, &net.b, &mut alice);
-    assert_no_trace_of(&alice, &net.a, &mut bob);
 
     // --- the server that does not exist ------------------------------------------
     let limit = Duration::from_secs(150).saturating_sub(nobody_sent.elapsed());
@@ -555,6 +504,14 @@ fn scenario() {
     let r3 = net.router_log(3);
     let r4 = net.router_log(4);
     let r5 = net.router_log(5);
+    // Prosody's line for an s2s connection `way` ("Outgoing", "Incoming").
+    let s2s = |log: &str, way: &str, (from, to): (&str, &str), who: &str| {
+        evidence(
+            log,
+            &format!("{way} s2s connection {from}->{to} complete"),
+            who,
+        )
+    };
     let lines = [
         evidence(&r3, &format!("SOCKS: Requested {}:5269", net.b), "r3"),
         evidence(&r3, "SOCKS: v5 connection success", "r3"),
@@ -566,26 +523,10 @@ fn scenario() {
             "r5",
         ),
         evidence(&r5, "SOCKS: v5 connection success", "r5"),
-        evidence(
-            &la,
-            &format!("Outgoing s2s connection {}->{} complete", net.r, net.b),
-            "Prosody A",
-        ),
-        evidence(
-            &la,
-            &format!("Incoming s2s connection {}->{} complete", net.b, net.r),
-            "Prosody A",
-        ),
-        evidence(
-            &lb,
-            &format!("Outgoing s2s connection {}->{} complete", net.b, net.r),
-            "Prosody B",
-        ),
-        evidence(
-            &lb,
-            &format!("Incoming s2s connection {}->{} complete", net.r, net.b),
-            "Prosody B",
-        ),
+        s2s(&la, "Outgoing", (&net.r, &net.b), "Prosody A"),
+        s2s(&la, "Incoming", (&net.b, &net.r), "Prosody A"),
+        s2s(&lb, "Outgoing", (&net.b, &net.r), "Prosody B"),
+        s2s(&lb, "Incoming", (&net.r, &net.b), "Prosody B"),
         relay_line,
     ];
     note(t0, "the traffic crossed i2pd, as the logs show:");
@@ -629,21 +570,12 @@ fn scenario() {
     note(t0, "done; stopping everything");
     alice.quit();
     bob.quit();
-    relay.stop_cleanly();
+    relay.stop_cleanly(Duration::from_secs(10));
 }
 
 /// The fenced block after `<!-- i2p-test: NAME -->` in docs/I2P.md.
 fn guide_block(guide: &str, name: &str) -> String {
-    let tag = format!("<!-- i2p-test: {name} -->");
-    let at = guide
-        .find(&tag)
-        .unwrap_or_else(|| panic!("docs/I2P.md has no {tag}"));
-    let rest = &guide[at + tag.len()..];
-    let open = rest.find("```").expect("a fenced block after the marker");
-    let body = &rest[open..];
-    let first = body.find('\n').expect("fence line");
-    let end = body[first..].find("\n```").expect("closing fence");
-    body[first + 1..first + end + 1].to_string()
+    fenced_block(guide, &format!("<!-- i2p-test: {name} -->"), "docs/I2P.md")
 }
 
 /// A line without its trailing Lua comment.
@@ -671,8 +603,7 @@ fn check_in_order(name: &str, block: &str, rendered: &str) {
 /// tunnels, and Prosody A, rendered with the guide's placeholder names.
 #[test]
 fn guide_shows_the_configuration_the_test_runs() {
-    let guide = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/I2P.md"))
-        .expect("read docs/I2P.md");
+    let guide = fs::read_to_string(repo().join("docs/I2P.md")).expect("read docs/I2P.md");
     let i2pd = net::render_router(Path::new("RUN/r3"), 3, false, Some(SOCKS_A), "info");
     check_in_order("i2pd.conf r3", &guide_block(&guide, "i2pd.conf r3"), &i2pd);
     check_in_order(

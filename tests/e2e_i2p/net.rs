@@ -14,7 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::procs::{python, repo, run_bounded, run_ok, wait_until, Proc};
+use axrelay_test_support::e2e::{
+    assert_no_placeholder, command_guarded, python, read_lossy, run_bounded, run_ok, wait_until,
+    Proc,
+};
+
+use crate::repo;
 
 pub const NETID: u32 = 77;
 pub const HOPS: u32 = 1;
@@ -77,16 +82,6 @@ pub fn render_router(
         .replace("@LOG_LEVEL@", log_level);
     assert_no_placeholder(&text, "scripts/i2p/i2pd.conf.in");
     text
-}
-
-pub fn assert_no_placeholder(text: &str, what: &str) {
-    let left: Vec<&str> = text
-        .split('@')
-        .skip(1)
-        .step_by(2)
-        .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
-        .collect();
-    assert!(left.is_empty(), "placeholders left in {what}: {left:?}");
 }
 
 /// An i2pd server tunnel: `name` (keys in `keys`) forwards streams to
@@ -177,12 +172,12 @@ pub struct Network {
 /// Start router `n` of the network in `dir`.
 fn start_router(dir: &Path, n: u16) -> Proc {
     let d = dir.join(format!("r{n}"));
-    let mut cmd = crate::procs::guarded("i2pd");
+    let mut cmd = command_guarded("i2pd");
     cmd.arg(format!("--datadir={}", d.display()))
         .arg(format!("--conf={}", d.join("i2pd.conf").display()));
     Proc::spawn(
         &format!("i2pd r{n}"),
-        cmd,
+        &mut cmd,
         &d.join("stdout"),
         &d.join("i2pd.log"),
     )
@@ -201,7 +196,7 @@ impl Network {
     }
 
     pub fn router_log(&self, n: u16) -> String {
-        crate::procs::read_lossy(&self.router_dir(n).join("i2pd.log"))
+        read_lossy(&self.router_dir(n).join("i2pd.log"))
     }
 
     /// Start the routers and wait until the four destinations are

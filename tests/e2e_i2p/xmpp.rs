@@ -1,22 +1,25 @@
-//! Prosody servers on .b32.i2p names, slixmpp clients (tests/e2e/client.py)
-//! and `axrelay run`, inside the test's network namespace.
+//! Prosody servers on .b32.i2p names, their slixmpp clients and `axrelay
+//! run`, inside the test's network namespace.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::net::{assert_no_placeholder, COMPONENT_PORT};
-use crate::procs::{collect, python, read_lossy, repo, run_ok, tail, wait_bounded, Proc};
-use axrelay_test_support::json::{object, quote, Json};
+use axrelay_test_support::e2e::{
+    assert_no_placeholder, chown_to, command_guarded, password_of, prosody_command,
+    prosodyctl_register, random_hex, read_lossy, wait_listening, Client, ClientLimits, Proc,
+    AUTHENTICATED,
+};
 
-pub const AUTHENTICATED: &str = "External component successfully authenticated";
-/// `[hash] resource`: the resource relayed stanzas come from.
-pub const RELAY_RESOURCE: &str = "a";
+use crate::net::COMPONENT_PORT;
+use crate::repo;
+
+/// A login through a server in the namespace takes longer than one on a
+/// local server, and the clients live through most of the scenario.
+const CLIENT_LIMITS: ClientLimits = ClientLimits {
+    login: Duration::from_secs(20),
+    lifetime: Duration::from_secs(900),
+};
 
 /// scripts/i2p/prosody.cfg.lua.in filled in; `component` is the relay's
 /// domain and secret on the server that hosts it (which alone opens the
@@ -57,6 +60,7 @@ pub fn render_prosody(
 pub struct Prosody {
     pub name: String,
     pub domain: String,
+    c2s: u16,
     dir: PathBuf,
     config: PathBuf,
     proc: Proc,
@@ -78,28 +82,19 @@ impl Prosody {
             render_prosody(dir, domain, c2s, s2s, socks, component, "debug"),
         )
         .expect("write prosody.cfg.lua");
-        run_ok(
-            Command::new("chown")
-                .args(["-R", "prosody:prosody"])
-                .arg(dir),
-            Duration::from_secs(10),
-        );
-        // Prosody refuses to run as root.
-        let mut cmd = Command::new("setpriv");
-        cmd.args(["--pdeathsig", "TERM", "--reuid=prosody", "--regid=prosody"])
-            .args(["--init-groups", "prosody", "--config"])
-            .arg(&config)
-            .arg("-F");
+        chown_to("prosody", dir).unwrap_or_else(|e| panic!("{e}"));
         let log = dir.join("prosody.log");
+        let out = dir.join("prosody.out");
         let proc = Proc::spawn(
             &format!("Prosody {name}"),
-            cmd,
-            &dir.join("prosody.out"),
+            &mut prosody_command(&config),
+            &out,
             &log,
         );
         let mut p = Prosody {
             name: name.into(),
             domain: domain.into(),
+            c2s,
             dir: dir.into(),
             config,
             proc,
@@ -113,22 +108,16 @@ impl Prosody {
                 "Activated service 'component' on [127.0.0.1]:{COMPONENT_PORT}"
             ));
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !want.iter().all(|w| p.log().contains(w.as_str())) {
-            p.proc.check_running();
-            assert!(
-                !p.log().contains("Failed to open server port"),
-                "Prosody {name} could not listen:\n{}",
-                tail(&log, 30)
-            );
-            assert!(
-                Instant::now() < deadline,
-                "Prosody {name} not listening after 30 s:\n{}\n{}",
-                tail(&dir.join("prosody.out"), 30),
-                tail(&log, 30)
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
+        let child = p.proc.child().expect("just started");
+        wait_listening(
+            child,
+            &log,
+            &out,
+            &want,
+            "Failed to open server port",
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|e| panic!("Prosody {name} {e}"));
         p
     }
 
@@ -140,271 +129,56 @@ impl Prosody {
         self.log().matches(AUTHENTICATED).count()
     }
 
-    pub fn register(&self, user: &str, password: &str) {
-        run_ok(
-            Command::new("prosodyctl")
-                .arg("--config")
-                .arg(&self.config)
-                .args(["register", user, &self.domain, password]),
-            Duration::from_secs(30),
-        );
+    /// A new account named `prefix-<random>`; returns its localpart.
+    pub fn account(&self, prefix: &str) -> String {
+        let user = format!("{prefix}-{}", random_hex(3));
+        prosodyctl_register(&self.config, &user, &self.domain, &password_of(&user));
+        user
+    }
+
+    /// Log `user` in with `resource`.
+    pub fn login(&self, user: &str, resource: &str) -> Client {
+        Client::login_to(self.c2s, &self.domain, user, resource, CLIENT_LIMITS)
     }
 
     /// Whether mod_offline holds messages for `user`.
     pub fn has_offline_messages(&self, user: &str) -> bool {
-        let host = self.domain.replace('.', "%2e");
+        // Prosody's file names: every byte but [A-Za-z0-9] as %xx.
+        let encode = |s: &str| {
+            s.bytes()
+                .map(|b| match b {
+                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => char::from(b).to_string(),
+                    _ => format!("%{b:02x}"),
+                })
+                .collect::<String>()
+        };
         fs::metadata(
             self.dir
                 .join("data")
-                .join(host)
+                .join(encode(&self.domain))
                 .join("offline")
-                .join(format!("{user}.list")),
+                .join(format!("{}.list", encode(user))),
         )
         .is_ok_and(|m| m.len() > 0)
     }
 }
 
-/// A message a client received.
-#[derive(Clone, Debug)]
-pub struct Msg {
-    pub from: String,
-    pub to: String,
-    pub kind: String,
-    pub body: Option<String>,
-    /// (type, defined condition) of a message of type error.
-    pub error: Option<(String, String)>,
-}
-
-impl Msg {
-    fn from_json(j: &Json) -> Msg {
-        let s = |k: &str| j.get(k).str().unwrap_or("").to_string();
-        let e = j.get("error");
-        Msg {
-            from: s("from"),
-            to: s("to"),
-            kind: s("type"),
-            body: j.get("body").str().map(str::to_string),
-            error: (!e.is_null()).then(|| {
-                (
-                    e.get("type").str().unwrap_or("").into(),
-                    e.get("condition").str().unwrap_or("").into(),
-                )
-            }),
-        }
-    }
-}
-
-pub fn bare(jid: &str) -> &str {
-    jid.split('/').next().unwrap_or(jid)
-}
-
-/// One logged-in slixmpp client, driven by JSON lines.
-pub struct Client {
-    pub jid: String,
-    child: Child,
-    stdin: ChildStdin,
-    lines: Receiver<String>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Client {
-    /// Log `jid` (with resource) in on 127.0.0.1:`port`.
-    pub fn login(port: u16, jid: &str, password: &str) -> Client {
-        let mut child = crate::procs::guarded(&python())
-            .arg(repo().join("tests/e2e/client.py"))
-            .args(["serve", "--jid", jid, "--password", password])
-            .args(["--port", &port.to_string(), "--timeout", "20"])
-            .args(["--max-lifetime", "900"])
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tests/e2e/client.py");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let stderr = collect(child.stderr.take().unwrap());
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut c = Client {
-            jid: jid.into(),
-            child,
-            stdin,
-            lines,
-            stderr,
-        };
-        let ready = c.next_line(Duration::from_secs(30), "login");
-        assert_eq!(
-            ready.get("event").str(),
-            Some("ready"),
-            "{jid} could not log in: {ready:?}\nstderr: {}",
-            c.stderr()
-        );
-        c
-    }
-
-    pub fn bare(&self) -> &str {
-        bare(&self.jid)
-    }
-
-    pub fn resource(&self) -> &str {
-        self.jid.split_once('/').map(|(_, r)| r).unwrap_or("")
-    }
-
-    pub fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
-    }
-
-    fn next_line(&mut self, limit: Duration, what: &str) -> Json {
-        match self.lines.recv_timeout(limit) {
-            Ok(line) => Json::parse(&line)
-                .unwrap_or_else(|e| panic!("client {}: bad JSON ({e}): {line}", self.jid)),
-            Err(_) => panic!(
-                "client {}: no answer to {what} within {limit:?}; stderr:\n{}",
-                self.jid,
-                self.stderr()
-            ),
-        }
-    }
-
-    fn cmd(&mut self, command: String, timeout: Duration) -> Json {
-        writeln!(self.stdin, "{command}")
-            .and_then(|_| self.stdin.flush())
-            .unwrap_or_else(|e| panic!("client {}: {e}; stderr:\n{}", self.jid, self.stderr()));
-        let answer = self.next_line(timeout + Duration::from_secs(15), &command);
-        assert_eq!(
-            answer.get("ok").bool(),
-            Some(true),
-            "client {}: {command} failed: {answer:?}",
-            self.jid
-        );
-        answer
-    }
-
-    /// A chat message with a body.
-    pub fn send(&mut self, to: &str, body: &str) {
-        let m = object(&[
-            ("cmd", quote("send")),
-            ("to", quote(to)),
-            ("type", quote("chat")),
-            ("body", quote(body)),
-        ]);
-        self.cmd(m, Duration::from_secs(10));
-    }
-
-    /// Up to `n` messages (only from the bare JID `from`, if given)
-    /// arriving within `limit`.
-    pub fn wait(&mut self, n: usize, limit: Duration, from: Option<&str>) -> Vec<Msg> {
-        let mut m = vec![
-            ("cmd", quote("wait")),
-            ("count", n.to_string()),
-            ("timeout", format!("{:.3}", limit.as_secs_f64())),
-        ];
-        if let Some(f) = from {
-            m.push(("from", quote(f)));
-        }
-        let answer = self.cmd(object(&m), limit);
-        answer
-            .get("messages")
-            .arr()
-            .iter()
-            .map(Msg::from_json)
-            .collect()
-    }
-
-    /// One message from `from` within `limit`; panics if none arrives.
-    pub fn expect_from(&mut self, from: &str, limit: Duration) -> Msg {
-        match self.wait(1, limit, Some(from)).pop() {
-            Some(m) => m,
-            None => panic!("{} received nothing from {from} within {limit:?}", self.jid),
-        }
-    }
-
-    /// Every byte this client received from its server so far.
-    pub fn raw_log(&mut self) -> String {
-        let answer = self.cmd(
-            object(&[("cmd", quote("raw_log"))]),
-            Duration::from_secs(10),
-        );
-        answer.get("xml").str().unwrap_or("").to_string()
-    }
-
-    /// Log out and wait for the process to end.
-    pub fn quit(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.cmd(object(&[("cmd", quote("quit"))]), Duration::from_secs(10));
-            wait_bounded(&mut self.child, Duration::from_secs(10));
-        }
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-        if thread::panicking() {
-            eprintln!("---- client {} stderr ----\n{}", self.jid, self.stderr());
-        }
-    }
-}
-
-/// `axrelay run` with `conf`; returns once Prosody has accepted it.
-pub struct Relay {
-    pub log: PathBuf,
-    proc: Proc,
-}
-
-impl Relay {
-    pub fn start(name: &str, dir: &Path, conf: &str, prosody: &Prosody, limit: Duration) -> Relay {
-        fs::create_dir_all(dir).expect("relay dir");
-        let config = dir.join(format!("{name}.conf"));
-        fs::write(&config, conf).expect("write relay config");
-        let log = dir.join(format!("{name}.log"));
-        let before = prosody.component_logins();
-        let mut cmd = crate::procs::guarded(env!("CARGO_BIN_EXE_axrelay"));
-        cmd.arg("run").arg("-c").arg(&config);
-        let mut relay = Relay {
-            proc: Proc::spawn(name, cmd, &log, &log),
-            log,
-        };
-        let deadline = Instant::now() + limit;
-        while prosody.component_logins() <= before {
-            relay.proc.check_running();
-            assert!(
-                Instant::now() < deadline,
-                "Prosody {} did not accept {name} within {limit:?}; its log:\n{}",
-                prosody.name,
-                tail(&relay.log, 40)
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-        relay
-    }
-
-    pub fn log(&self) -> String {
-        read_lossy(&self.log)
-    }
-
-    pub fn check_running(&mut self) {
-        self.proc.check_running();
-    }
-
-    /// SIGTERM; panics unless it exits 0 within 10 s.
-    pub fn stop_cleanly(&mut self) {
-        let status = self.proc.stop(Duration::from_secs(10));
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "axrelay exited with {status:?} after SIGTERM; log:\n{}",
-            tail(&self.log, 40)
-        );
-    }
+/// `axrelay run` with `conf`, written to `dir`; returns once Prosody has
+/// accepted it.
+pub fn start_relay(name: &str, dir: &Path, conf: &str, prosody: &Prosody, limit: Duration) -> Proc {
+    fs::create_dir_all(dir).expect("relay dir");
+    let config = dir.join(format!("{name}.conf"));
+    fs::write(&config, conf).expect("write relay config");
+    let log = dir.join(format!("{name}.log"));
+    let before = prosody.component_logins();
+    let mut cmd = command_guarded(env!("CARGO_BIN_EXE_axrelay"));
+    cmd.arg("run").arg("-c").arg(&config);
+    let mut relay = Proc::spawn(name, &mut cmd, &log, &log);
+    relay.wait_accepted(
+        &format!("Prosody {}", prosody.name),
+        || prosody.component_logins(),
+        before,
+        limit,
+    );
+    relay
 }

@@ -6,7 +6,8 @@
 //! clients' stderr are printed.
 //!
 //! Relays, clients and the process functions take ports and passwords, not
-//! a Prosody, where another server (ejabberd's test) uses them too.
+//! a Prosody, where another server (ejabberd's test, the I2P test's
+//! Prosody servers on .b32.i2p names) uses them too.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
@@ -34,7 +35,8 @@ pub const RELAY_RESOURCE: &str = "a";
 /// How long a client waits for a stanza that should arrive.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-const AUTHENTICATED: &str = "External component successfully authenticated";
+/// What Prosody logs when a component has completed the handshake.
+pub const AUTHENTICATED: &str = "External component successfully authenticated";
 const REFUSED_SECOND: &str = "Second component attempted to connect";
 
 /// The repository: this crate lives in its `tests/support`.
@@ -117,7 +119,7 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn on_path(name: &str) -> bool {
+pub fn on_path(name: &str) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
         .unwrap_or(false)
@@ -180,6 +182,15 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Result<(ExitStatus, St
             text(&out),
             text(&err)
         )),
+    }
+}
+
+/// Run a command that must succeed within `limit`; its output.
+pub fn run_ok(cmd: &mut Command, limit: Duration) -> String {
+    match run_bounded(cmd, limit) {
+        Ok((s, out)) if s.success() => out,
+        Ok((s, out)) => panic!("{cmd:?} failed ({s}):\n{out}"),
+        Err(e) => panic!("{e}"),
     }
 }
 
@@ -371,39 +382,7 @@ pub fn ensure_installed(
     hint: impl FnOnce(&[&str]) -> String,
 ) {
     let result = done.get_or_init(|| {
-        let first = missing();
-        if first.is_empty() {
-            return Ok(());
-        }
-        if is_root() && on_path("apt-get") {
-            eprintln!("installing {} with apt-get", first.join(" "));
-            let apt = |args: &[&str]| match run_bounded(
-                Command::new("apt-get")
-                    .args(["-o", "DPkg::Lock::Timeout=300", "-q", "-y"])
-                    .args(args)
-                    .env("DEBIAN_FRONTEND", "noninteractive"),
-                Duration::from_secs(900),
-            ) {
-                Ok((s, _)) if s.success() => true,
-                Ok((s, out)) => {
-                    eprintln!("apt-get {args:?}: {s}\n{out}");
-                    false
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    false
-                }
-            };
-            let mut install = vec!["install", "--no-install-recommends"];
-            install.extend(&first);
-            // The package lists are fetched only when the ones there do
-            // not have what is missing.
-            if !apt(&install) {
-                apt(&["update"]);
-                apt(&install);
-            }
-        }
-        let left = missing();
+        let left = install_missing(missing, &[]);
         if left.is_empty() {
             Ok(())
         } else {
@@ -413,6 +392,48 @@ pub fn ensure_installed(
     if let Err(e) = result {
         panic!("{e}");
     }
+}
+
+/// The Debian packages `missing` names, installed with apt-get as root
+/// (with `along`, which nothing checks for); what is missing afterwards.
+pub fn install_missing(
+    missing: impl Fn() -> Vec<&'static str>,
+    along: &[&str],
+) -> Vec<&'static str> {
+    let first = missing();
+    if first.is_empty() {
+        return first;
+    }
+    if is_root() && on_path("apt-get") {
+        eprintln!("installing {} with apt-get", first.join(" "));
+        let apt = |args: &[&str]| match run_bounded(
+            Command::new("apt-get")
+                .args(["-o", "DPkg::Lock::Timeout=300", "-q", "-y"])
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+            Duration::from_secs(900),
+        ) {
+            Ok((s, _)) if s.success() => true,
+            Ok((s, out)) => {
+                eprintln!("apt-get {args:?}: {s}\n{out}");
+                false
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                false
+            }
+        };
+        let mut install = vec!["install", "--no-install-recommends"];
+        install.extend(along);
+        install.extend(&first);
+        // The package lists are fetched only when the ones there do
+        // not have what is missing.
+        if !apt(&install) {
+            apt(&["update"]);
+            apt(&install);
+        }
+    }
+    missing()
 }
 
 /// Install Prosody and python3-slixmpp if missing (as root, with apt-get), or
@@ -494,17 +515,46 @@ pub fn render_prosody_config(
         .replace("@COMPONENT_SECRET@", secret)
         .replace("@MODULES_DISABLED@", disabled)
         .replace("@LOG_LEVEL@", "debug");
+    assert_no_placeholder(&text, "the Prosody template");
+    text
+}
+
+/// Panic if `text`, rendered from the template `what`, still has an
+/// `@NAME@` placeholder.
+pub fn assert_no_placeholder(text: &str, what: &str) {
     let left: Vec<&str> = text
         .split('@')
         .skip(1)
         .step_by(2)
         .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
         .collect();
-    assert!(
-        left.is_empty(),
-        "placeholders left in the Prosody template: {left:?}"
+    assert!(left.is_empty(), "placeholders left in {what}: {left:?}");
+}
+
+/// `prosody -F` with `config`; as root run as the prosody user, since
+/// Prosody refuses to run as root (its directory must be the user's).
+pub fn prosody_command(config: &Path) -> Command {
+    let mut cmd = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--pdeathsig", "TERM", "--reuid=prosody", "--regid=prosody"]);
+        c.args(["--init-groups", "prosody"]);
+        c
+    } else {
+        command_guarded("prosody")
+    };
+    cmd.arg("--config").arg(config).arg("-F");
+    cmd
+}
+
+/// `prosodyctl register USER HOST PASSWORD` for the Prosody of `config`.
+pub fn prosodyctl_register(config: &Path, user: &str, host: &str, password: &str) {
+    run_ok(
+        Command::new("prosodyctl")
+            .arg("--config")
+            .arg(config)
+            .args(["register", user, host, password]),
+        Duration::from_secs(30),
     );
-    text
 }
 
 impl Prosody {
@@ -533,22 +583,14 @@ impl Prosody {
             ),
         )
         .map_err(|e| e.to_string())?;
-        let root = is_root();
-        if root {
-            // Prosody refuses to run as root; it runs as the prosody user,
-            // which must own its directory.
+        if is_root() {
+            // It runs as the prosody user, which must own its directory.
             chown_to("prosody", dir.path())?;
         }
-        let mut cmd = if root {
-            let mut c = Command::new("setpriv");
-            c.args(["--pdeathsig", "TERM", "--reuid=prosody", "--regid=prosody"]);
-            c.args(["--init-groups", "prosody"]);
-            c
-        } else {
-            command_guarded("prosody")
-        };
-        cmd.arg("--config").arg(&config).arg("-F");
-        let child = spawn_into(&mut cmd, &dir.path().join("prosody.out"))?;
+        let child = spawn_into(
+            &mut prosody_command(&config),
+            &dir.path().join("prosody.out"),
+        )?;
         let mut p = Prosody {
             c2s_port,
             component_port,
@@ -593,18 +635,7 @@ impl Prosody {
 
     /// `prosodyctl register USER localhost PASSWORD`.
     pub fn register(&self, user: &str, password: &str) {
-        let (s, out) = run_bounded(
-            Command::new("prosodyctl")
-                .arg("--config")
-                .arg(&self.config)
-                .args(["register", user, HOST, password]),
-            Duration::from_secs(30),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            s.success(),
-            "prosodyctl register {user} failed ({s}):\n{out}"
-        );
+        prosodyctl_register(&self.config, user, HOST, password);
     }
 
     /// A new account named `prefix-<random>`; returns its localpart.
@@ -770,6 +801,120 @@ impl Drop for Memcached {
     }
 }
 
+/// A process of a test and the file its log is in: stopped (SIGTERM, then
+/// SIGKILL after 5 s) when dropped; on a panic, the end of its log is
+/// printed. It may be started again after it stopped.
+pub struct Proc {
+    /// What its messages and its log on failure are headed with.
+    pub name: String,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Proc {
+    /// Not started yet.
+    pub fn new(name: &str, log: &Path) -> Proc {
+        Proc {
+            name: name.into(),
+            log: log.into(),
+            child: None,
+        }
+    }
+
+    /// Start `cmd` with stdout and stderr appended to `out`; `log` is the
+    /// file shown when the test fails (often the program's own log).
+    pub fn spawn(name: &str, cmd: &mut Command, out: &Path, log: &Path) -> Proc {
+        let mut p = Proc::new(name, log);
+        p.start(cmd, out);
+        p
+    }
+
+    /// Start `cmd` (again) as this process, output appended to `out`.
+    pub fn start(&mut self, cmd: &mut Command, out: &Path) {
+        assert!(self.child.is_none(), "{} already runs", self.name);
+        let child = spawn_into(cmd, out).unwrap_or_else(|e| panic!("start {}: {e}", self.name));
+        self.child = Some(child);
+    }
+
+    /// The process, unless it was stopped or never started.
+    pub fn child(&mut self) -> Option<&mut Child> {
+        self.child.as_mut()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Panic (with its log) if the process has exited.
+    pub fn check_running(&mut self) {
+        if let Some(Ok(Some(s))) = self.child.as_mut().map(|c| c.try_wait()) {
+            panic!(
+                "{} exited ({s}); its log:\n{}",
+                self.name,
+                tail(&self.log, 60)
+            );
+        }
+    }
+
+    /// SIGTERM; the exit status (killed after `grace`), `None` if it was
+    /// not running or had to be killed.
+    pub fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        terminate(&mut child, grace)
+    }
+
+    /// SIGTERM; panics unless it exits 0 within `grace` (SPEC §7).
+    pub fn stop_cleanly(&mut self, grace: Duration) {
+        assert!(self.child.is_some(), "{} was not running", self.name);
+        let status = self.stop(grace);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{} exited with {status:?} after SIGTERM (None: not within {grace:?}); log:\n{}",
+            self.name,
+            tail(&self.log, 60)
+        );
+    }
+
+    /// Wait until `logins()`, how many component handshakes `server` has
+    /// accepted, exceeds `before`; panics if this exits first.
+    pub fn wait_accepted(
+        &mut self,
+        server: &str,
+        logins: impl Fn() -> usize,
+        before: usize,
+        limit: Duration,
+    ) {
+        let accepted = wait_until(limit, || {
+            self.check_running();
+            logins() > before
+        });
+        assert!(
+            accepted,
+            "{server} did not accept {} within {limit:?}; its log:\n{}",
+            self.name,
+            tail(&self.log, 60)
+        );
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child, Duration::from_secs(5));
+        }
+        if thread::panicking() {
+            eprintln!(
+                "---- {} ({}), last 100 lines ----\n{}\n---- end of {} ----",
+                self.name,
+                self.log.display(),
+                tail(&self.log, 100),
+                self.name
+            );
+        }
+    }
+}
+
 /// Which store the relay uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Store {
@@ -835,15 +980,13 @@ impl Default for RelayOptions {
 
 /// The `axrelay run` binary, a component of a test's XMPP server.
 pub struct Relay {
-    /// What its messages and its log on failure are headed with.
-    pub name: String,
+    /// First: stopped before `dir`, its log in it, is removed.
+    proc: Proc,
     /// The executable (the test's `CARGO_BIN_EXE_axrelay`).
     bin: PathBuf,
     dir: TempDir,
     config: PathBuf,
-    log: PathBuf,
     log_sensitive: bool,
-    child: Option<Child>,
     pub runtime: String,
     pub store: Store,
 }
@@ -923,13 +1066,11 @@ impl Relay {
         fs::write(&config, conf).expect("write relay config");
         let log = dir.path().join("axrelay.log");
         Relay {
-            name: name.to_string(),
             bin: bin.to_owned(),
             dir,
             config,
-            log,
             log_sensitive: opts.log_sensitive,
-            child: None,
+            proc: Proc::new(name, &log),
             runtime: runtime.to_string(),
             store,
         }
@@ -948,38 +1089,24 @@ impl Relay {
     /// Start the process without waiting for the server to accept it; the
     /// log is appended to across restarts.
     pub fn spawn_process(&mut self) {
-        assert!(self.child.is_none(), "{} already runs", self.name);
         let mut cmd = command_guarded(&self.bin);
         cmd.arg("run").arg("-c").arg(&self.config).arg("-d");
         if self.log_sensitive {
             cmd.arg("--log-sensitive");
         }
-        self.child = Some(spawn_into(&mut cmd, &self.log).unwrap_or_else(|e| panic!("{e}")));
+        let log = self.proc.log.clone();
+        self.proc.start(&mut cmd, &log);
     }
 
     /// Panic with the log if the process has exited.
     pub fn check_running(&mut self) {
-        if let Some(Ok(Some(s))) = self.child.as_mut().map(|c| c.try_wait()) {
-            panic!(
-                "{} exited ({s}); its log:\n{}",
-                self.name,
-                tail(&self.log, 60)
-            );
-        }
+        self.proc.check_running();
     }
 
     /// Wait until Prosody has accepted a component more than `before` times.
     pub fn wait_connected(&mut self, prosody: &Prosody, before: usize, limit: Duration) {
-        let connected = wait_until(limit, || {
-            self.check_running();
-            prosody.component_logins() > before
-        });
-        assert!(
-            connected,
-            "Prosody did not accept {} within {limit:?}; its log:\n{}",
-            self.name,
-            tail(&self.log, 60)
-        );
+        self.proc
+            .wait_accepted("Prosody", || prosody.component_logins(), before, limit);
     }
 
     /// A second instance with the same configuration (memory store only),
@@ -999,13 +1126,11 @@ impl Relay {
         fs::copy(&self.config, &config).expect("copy relay config");
         let log = dir.path().join("axrelay.log");
         let mut standby = Relay {
-            name: format!("{}'s standby", self.name),
             bin: self.bin.clone(),
             dir,
             config,
-            log,
             log_sensitive: self.log_sensitive,
-            child: None,
+            proc: Proc::new(&format!("{}'s standby", self.proc.name), &log),
             runtime: self.runtime.clone(),
             store: self.store,
         };
@@ -1015,25 +1140,25 @@ impl Relay {
         assert!(
             wait_until(Duration::from_secs(15), || refused() > before),
             "the second instance did not try to connect within 15 s; its log:\n{}",
-            tail(&standby.log, 60)
+            tail(&standby.proc.log, 60)
         );
         standby
     }
 
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+        self.proc.running()
     }
 
     /// SIGTERM; the exit status (the relay is killed after 10 s).
     pub fn stop(&mut self) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
-        let status = terminate(&mut child, Duration::from_secs(10));
+        self.proc.child()?;
+        let status = self.proc.stop(Duration::from_secs(10));
         assert!(
             status.is_some(),
             "{} did not exit within 10 s of SIGTERM; log:\n{}",
-            self.name,
-            tail(&self.log, 60)
+            self.proc.name,
+            tail(&self.proc.log, 60)
         );
         status
     }
@@ -1046,35 +1171,11 @@ impl Relay {
 
     /// Stop and check the exit status is 0 (SPEC §7).
     pub fn stop_cleanly(&mut self) {
-        let status = self
-            .stop()
-            .unwrap_or_else(|| panic!("{} was not running", self.name));
-        assert!(
-            status.success(),
-            "{} exited with {status} after SIGTERM; log:\n{}",
-            self.name,
-            tail(&self.log, 60)
-        );
+        self.proc.stop_cleanly(Duration::from_secs(10));
     }
 
     pub fn log(&self) -> String {
-        read_lossy(&self.log)
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            terminate(&mut child, Duration::from_secs(5));
-        }
-        if thread::panicking() {
-            eprintln!(
-                "---- {} log (last 100 lines) ----\n{}\n---- end of {} log ----",
-                self.name,
-                tail(&self.log, 100),
-                self.name
-            );
-        }
+        read_lossy(&self.proc.log)
     }
 }
 
@@ -1168,13 +1269,15 @@ pub fn bare(jid: &str) -> &str {
 
 /// Check `p` is a pseudonym at the relay's domain (SPEC §3).
 pub fn assert_pseudonym(p: &str) {
+    assert_pseudonym_at(p, COMPONENT);
+}
+
+/// Check `p` is a pseudonym at `relay`, the relay's domain.
+pub fn assert_pseudonym_at(p: &str, relay: &str) {
     let (local, domain) = p
         .split_once('@')
         .unwrap_or_else(|| panic!("not a JID: {p:?}"));
-    assert_eq!(
-        domain, COMPONENT,
-        "pseudonym {p:?} not at the relay's domain"
-    );
+    assert_eq!(domain, relay, "pseudonym {p:?} not at the relay's domain");
     assert_eq!(
         local.len(),
         45,
@@ -1188,9 +1291,27 @@ pub fn assert_pseudonym(p: &str) {
     );
 }
 
+/// How long a client may take to connect and log in, and how long its
+/// process may live at all (it quits then, should the test forget it).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientLimits {
+    pub login: Duration,
+    pub lifetime: Duration,
+}
+
+impl ClientLimits {
+    /// For a server on this machine.
+    pub const LOCAL: ClientLimits = ClientLimits {
+        login: Duration::from_secs(15),
+        lifetime: Duration::from_secs(300),
+    };
+}
+
 /// One logged-in slixmpp client (tests/e2e/client.py serve).
 pub struct Client {
     pub user: String,
+    /// The users' domain of its server.
+    pub domain: String,
     pub resource: String,
     child: Child,
     stdin: ChildStdin,
@@ -1206,12 +1327,30 @@ impl Client {
 
     /// Log `user@localhost/resource` in on the client port of any server.
     pub fn login_at(c2s_port: u16, user: &str, resource: &str) -> Client {
-        let jid = format!("{user}@{HOST}/{resource}");
+        Client::login_to(c2s_port, HOST, user, resource, ClientLimits::LOCAL)
+    }
+
+    /// Log `user@domain/resource` in on 127.0.0.1:`c2s_port`, with the
+    /// password [`password_of`] `user`.
+    pub fn login_to(
+        c2s_port: u16,
+        domain: &str,
+        user: &str,
+        resource: &str,
+        limits: ClientLimits,
+    ) -> Client {
+        let jid = format!("{user}@{domain}/{resource}");
+        let secs = |d: Duration| d.as_secs().to_string();
         let mut child = command_guarded(python())
             .arg(repo().join("tests/e2e/client.py"))
             .args(["serve", "--jid", &jid, "--password", &password_of(user)])
-            .args(["--port", &c2s_port.to_string(), "--timeout", "15"])
-            .args(["--max-lifetime", "300"])
+            .args([
+                "--port",
+                &c2s_port.to_string(),
+                "--timeout",
+                &secs(limits.login),
+            ])
+            .args(["--max-lifetime", &secs(limits.lifetime)])
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -1232,13 +1371,15 @@ impl Client {
         });
         let mut c = Client {
             user: user.into(),
+            domain: domain.into(),
             resource: resource.into(),
             child,
             stdin,
             lines,
             stderr,
         };
-        let ready = c.next_line(Duration::from_secs(20), "login");
+        // Past the login timeout, for client.py to say why it failed.
+        let ready = c.next_line(limits.login + Duration::from_secs(10), "login");
         assert_eq!(
             ready.get("event").str(),
             Some("ready"),
@@ -1254,7 +1395,7 @@ impl Client {
     }
 
     pub fn bare(&self) -> String {
-        format!("{}@{HOST}", self.user)
+        format!("{}@{}", self.user, self.domain)
     }
 
     /// Whether the client process still runs (not quit).
@@ -1427,7 +1568,12 @@ impl Client {
 
     /// One message within [`WAIT`].
     pub fn expect_one(&mut self, from: Option<&str>) -> Msg {
-        self.expect(1, from).pop().unwrap()
+        self.expect_one_within(WAIT, from)
+    }
+
+    /// One message within `limit`.
+    pub fn expect_one_within(&mut self, limit: Duration, from: Option<&str>) -> Msg {
+        self.expect_within(1, limit, from).pop().unwrap()
     }
 
     /// Check nothing arrives within `limit`.
@@ -1468,16 +1614,26 @@ impl Drop for Client {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!(
+                "---- client {}@{}/{} stderr ----\n{}",
+                self.user,
+                self.domain,
+                self.resource,
+                self.stderr()
+            );
+        }
     }
 }
 
 /// Check that nothing `reader` received names `other`: neither its
-/// localpart (unique per test), nor its bare JID, nor any of `resources`.
-pub fn assert_no_trace_of(other: &Client, resources: &[String], reader: &mut Client) {
+/// localpart (unique per test), nor its bare JID, nor its resource, nor
+/// any of `also` (resources it had before, its server).
+pub fn assert_no_trace_of(other: &Client, also: &[String], reader: &mut Client) {
     let raw = reader.raw_log();
     assert!(!raw.is_empty(), "{} received nothing at all", reader.user);
     let mut needles = vec![other.bare(), other.user.clone(), other.resource.clone()];
-    needles.extend(resources.iter().cloned());
+    needles.extend(also.iter().cloned());
     for needle in needles {
         if let Some(at) = raw.find(&needle) {
             let mut start = raw[..at].rfind('<').unwrap_or(0).saturating_sub(200);

@@ -5,6 +5,7 @@
 //! binary is (`CARGO_BIN_EXE_axrelay`), so whatever starts it here takes its
 //! path from the caller.
 
+pub mod docs;
 pub mod e2e;
 pub mod json;
 pub mod server;
