@@ -305,7 +305,7 @@ mod tests {
 
     #[test]
     fn a_sender_gets_its_burst_then_the_rate() {
-        let t0 = Instant::now();
+        let t0 = crate::tests::origin();
         let mut l = limiter(RateLimits::default());
         let bob = local("bob@b.example");
         assert_eq!(burst(&mut l, &bob, Counted::Message, t0), 50);
@@ -328,7 +328,7 @@ mod tests {
 
     #[test]
     fn the_global_limit_holds_for_everyone_together() {
-        let t0 = Instant::now();
+        let t0 = crate::tests::origin();
         let rates = RateLimits {
             global: Rate {
                 per_second: 1.0,
@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn off_means_off() {
-        let t0 = Instant::now();
+        let t0 = crate::tests::origin();
         let mut l = limiter(RateLimits::OFF);
         let a = local("a@x.example");
         assert_eq!(burst(&mut l, &a, Counted::Message, t0), 1000);
@@ -355,7 +355,7 @@ mod tests {
 
     #[test]
     fn refusals_are_worth_a_log_line_once_a_minute_per_sender() {
-        let t0 = Instant::now();
+        let t0 = crate::tests::origin();
         let mut l = limiter(RateLimits::default());
         let a = local("a@x.example");
         assert_eq!(l.refused(&a, t0), Some(1));
