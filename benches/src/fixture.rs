@@ -8,6 +8,7 @@
 //! output is counted, not parsed, so what is measured is the relay.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use axrelay_proto::testing::{Checks, Sim};
 use axrelay_proto::{Config, DisconnectReason, Pseudonymizer, Rate, RateLimits, Relay, StoreCodec};
@@ -53,7 +54,7 @@ impl Fixture {
     pub fn online(config: Config) -> Fixture {
         let codec = StoreCodec::new(config.encrypt);
         let pseudo = Pseudonymizer::new(&config.secret);
-        let mut sim = Sim::with_checks(config, Checks::Off);
+        let mut sim = Sim::with_checks(config, Checks::Off, Instant::now());
         sim.stream_id = "bench-stream".into();
         sim.connect();
         let mut f = Fixture { sim, codec, pseudo };

@@ -12,7 +12,7 @@
 //! framing must not depend on how TCP cut the stream.
 #![no_main]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axrelay_fuzz::{config, Answer, Ctl, Sim, StoreMode};
 use libfuzzer_sys::fuzz_target;
@@ -52,7 +52,9 @@ fuzz_target!(|data: &[u8]| {
 
 /// Chunked vs whole, store answers held to the end: same bytes out.
 fn differential(cfg: axrelay_proto::Config, c: &mut Ctl, stream: &[u8]) {
-    let mut chunked = Sim::online(cfg.clone());
+    // One origin: the two runs see the same virtual times.
+    let origin = Instant::now();
+    let mut chunked = Sim::online(cfg.clone(), origin);
     chunked.mode = StoreMode::Hold;
     let mut pos = 0;
     while pos < stream.len() && chunked.disconnects.is_empty() {
@@ -62,7 +64,7 @@ fn differential(cfg: axrelay_proto::Config, c: &mut Ctl, stream: &[u8]) {
     }
     chunked.release_all();
 
-    let mut whole = Sim::online(cfg);
+    let mut whole = Sim::online(cfg, origin);
     whole.mode = StoreMode::Hold;
     whole.feed(stream);
     whole.release_all();
@@ -80,7 +82,7 @@ fn differential(cfg: axrelay_proto::Config, c: &mut Ctl, stream: &[u8]) {
 
 /// Chunks, store answers and time driven by the control bytes.
 fn scheduled(cfg: axrelay_proto::Config, c: &mut Ctl, stream: &[u8]) {
-    let mut sim = Sim::online(cfg);
+    let mut sim = Sim::online(cfg, Instant::now());
     let mut connects = 1;
     let mut pos = 0;
     while pos < stream.len() {

@@ -8,7 +8,7 @@
 //! `from` at the component domain (see the driver's invariants).
 #![no_main]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use axrelay_fuzz::{config, split_jid, Answer, Sim, StoreMode, Written, DOMAIN};
@@ -586,7 +586,7 @@ fuzz_target!(|s: Scenario| {
     // Encryption, identity mode, tiny caches and TTL vary; limits stay at
     // the defaults (relay_bytes covers the small ones).
     let cfg = config(s.bits & !4, s.tune);
-    let mut sim = Sim::online(cfg);
+    let mut sim = Sim::online(cfg, Instant::now());
     let pa = Run::whoami(&mut sim, &ALICE);
     let pb = Run::whoami(&mut sim, &BOB);
     let pc = "c".repeat(45);

@@ -160,26 +160,27 @@ pub struct Sim<S: Backend = HashMap<String, Vec<u8>>> {
 }
 
 impl<S: Backend + Default> Sim<S> {
-    /// A relay for `config`, not connected, with every check on.
-    pub fn new(config: Config) -> Self {
-        Sim::with_checks(config, Checks::Full)
+    /// A relay for `config`, not connected, with every check on; virtual
+    /// time starts at `origin` (the caller's one reading of a clock: there
+    /// is no other way to make an `Instant`).
+    pub fn new(config: Config, origin: Instant) -> Self {
+        Sim::with_checks(config, Checks::Full, origin)
     }
 
     /// Connected and past the handshake, with every check on.
-    pub fn online(config: Config) -> Self {
-        let mut s = Sim::new(config);
+    pub fn online(config: Config, origin: Instant) -> Self {
+        let mut s = Sim::new(config, origin);
         s.connect();
         s
     }
 
-    /// A relay for `config`, not connected.
-    pub fn with_checks(config: Config, checks: Checks) -> Self {
+    /// A relay for `config`, not connected, its virtual time at `origin`.
+    pub fn with_checks(config: Config, checks: Checks, origin: Instant) -> Self {
         let check = (checks == Checks::Full)
             .then(|| XmlCheck::new(&config.domain, config.limits.max_stanza_bytes, 0));
         Sim {
             relay: Relay::new(config).expect("the simulated configuration is valid"),
-            // Test support, not the core: the core still never reads a clock.
-            now: Instant::now(),
+            now: origin,
             store: S::default(),
             mode: StoreMode::Auto,
             held: Vec::new(),

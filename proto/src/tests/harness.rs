@@ -24,6 +24,16 @@ pub(crate) fn config() -> Config {
 
 pub(crate) type Harness = Sim<MemoryStore>;
 
+/// A relay past the handshake, its virtual time from the tests' origin.
+pub(crate) fn online(config: Config) -> Harness {
+    Harness::online(config, super::origin())
+}
+
+/// A relay not connected yet.
+pub(crate) fn offline(config: Config) -> Harness {
+    Harness::new(config, super::origin())
+}
+
 impl Sim<MemoryStore> {
     pub(crate) fn feed_bytes(&mut self, bytes: &[u8]) {
         self.feed(bytes);

@@ -12,7 +12,7 @@ const BOB: &str = "bob@b.example/x";
 const BOUND: usize = 512 * 1024 + 16 * 1024;
 
 fn setup() -> (Harness, String) {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     let a = h.whoami("alice@a.example/phone");
     (h, a)
 }
@@ -95,7 +95,7 @@ fn dtd_and_external_entity() {
         "restricted-xml",
     );
     // A DTD before the server's header: refused before any stanza.
-    let mut h = Harness::new(config());
+    let mut h = offline(config());
     h.relay.handle_connected(h.now);
     h.pump();
     h.feed("<?xml version='1.0'?><!DOCTYPE stream [<!ENTITY x 'y'>]><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='1'>");

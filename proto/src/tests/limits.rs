@@ -13,7 +13,7 @@ const CAROL: &str = "carol@c.example/desk";
 fn limited(rates: RateLimits) -> Harness {
     let mut c = config();
     c.rates = rates;
-    Harness::online(c)
+    online(c)
 }
 
 fn chat(h: &mut Harness, from: &str, to: &str, id: &str) {

@@ -57,13 +57,13 @@ fn all() -> Vec<String> {
 
 #[test]
 fn an_outage_is_one_warning_and_its_end_one_line() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     let a = h.whoami(ALICE);
     h.whoami(BOB);
     capture();
     // A fresh relay over the same store has to look Alice's pseudonym up.
     let store = std::mem::take(&mut h.store);
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     h.store = store;
     h.mode = StoreMode::Hold;
     h.feed(&format!(
@@ -102,7 +102,7 @@ fn an_outage_is_one_warning_and_its_end_one_line() {
 
 #[test]
 fn poisoned_entries_are_reported_at_most_once_a_minute() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     let codec = StoreCodec::new(None);
     let mut victims = Vec::new();
     for i in 0..4 {
@@ -123,7 +123,7 @@ fn poisoned_entries_are_reported_at_most_once_a_minute() {
     // timeout anyway.
     let mut c = config();
     c.keepalive = Duration::from_secs(1000);
-    let mut h = Harness::online(c);
+    let mut h = online(c);
     h.store = store;
     let send = |h: &mut Harness, to: &str| {
         h.feed(&format!(
@@ -158,7 +158,7 @@ fn decisions_are_logged_with_pseudonyms_only() {
         let mut c = config();
         c.log_decisions = decisions;
         c.log_sensitive = sensitive;
-        let mut h = Harness::online(c);
+        let mut h = online(c);
         let a = h.whoami(ALICE);
         let b = h.whoami(BOB);
         capture();

@@ -33,7 +33,7 @@ fn escape(s: &str) -> String {
 
 /// A session: whoami for both, a few relayed messages and answers.
 fn script() -> (Vec<u8>, String) {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     let a = h.whoami(ALICE);
     let b = h.whoami("bob@b.example/x");
     let mut s = String::new();
@@ -63,7 +63,7 @@ fn script() -> (Vec<u8>, String) {
 /// Feed `input` cut at `cuts`, the store answering only at the end (store
 /// timing is the runtime's, not the input's).
 fn run_chunked(input: &[u8], cuts: &[usize]) -> (Vec<u8>, Vec<String>) {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     h.mode = StoreMode::Hold;
     let mut prev = 0;
     for &c in cuts {
@@ -93,7 +93,7 @@ proptest! {
     /// Bodies arrive byte-identical, whatever characters they hold.
     #[test]
     fn bodies_survive_byte_for_byte(body in text(), subject in text()) {
-        let mut h = Harness::online(config());
+        let mut h = online(config());
         let a = h.whoami(ALICE);
         h.feed(&format!(
             "<message from='bob@b.example/x' to='{a}' type='chat'><body>{}</body><subject>{}</subject></message>",
@@ -108,7 +108,7 @@ proptest! {
     /// client id never reach the recipient.
     #[test]
     fn nothing_identifying_leaks(children in prop::collection::vec(child(), 0..8)) {
-        let mut h = Harness::online(config());
+        let mut h = online(config());
         let a = h.whoami(ALICE);
         h.take();
         let before = h.raw_out.len();
@@ -129,7 +129,7 @@ proptest! {
     /// well-formed with a `from` at its domain (checked by the harness).
     #[test]
     fn arbitrary_bytes_are_harmless(prefix in prop::collection::vec(any::<u8>(), 0..512), noise in prop::collection::vec(any::<u8>(), 0..512)) {
-        let mut h = Harness::online(config());
+        let mut h = online(config());
         let a = h.whoami(ALICE);
         h.feed_bytes(&prefix);
         let mut mixed = format!("<message from='bob@b.example/x' to='{a}'><body>ok</body></message>").into_bytes();

@@ -11,7 +11,7 @@ const BOB: &str = "bob@b.example/laptop";
 
 /// Alice and Bob online, each knowing the other's pseudonym.
 fn pair() -> (Harness, String, String) {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     let a = h.whoami(ALICE);
     let b = h.whoami(BOB);
     (h, a, b)
@@ -19,7 +19,7 @@ fn pair() -> (Harness, String, String) {
 
 #[test]
 fn whoami_answers_the_pseudonym_and_stores_the_mapping() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     h.feed(&format!(
         "<message from='{ALICE}' to='{DOMAIN}/anything' type='chat' id='q1'><body>/whoami please</body></message>"
     ));
@@ -64,7 +64,7 @@ fn a_store_failure_makes_known_mappings_be_written_again() {
     // A failed store call may mean the store lost its data (memcached
     // restarted empty): mappings written before it are written again when
     // next used, once, without holding up the stanza that uses them.
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     let a = h.whoami(ALICE);
     let b = h.whoami(BOB);
     assert_eq!(h.puts, 2);
@@ -115,7 +115,7 @@ fn writes_behind_are_bounded_while_the_store_is_slow() {
     // relayed meanwhile, and the rest are written at a later use.
     let mut c = config();
     c.max_pending = 2;
-    let mut h = Harness::online(c);
+    let mut h = online(c);
     let b = h.whoami(BOB);
     let senders: Vec<String> = (0..6).map(|i| format!("user{i}@a.example/r")).collect();
     for s in &senders {
@@ -154,7 +154,7 @@ fn writes_behind_are_bounded_while_the_store_is_slow() {
 fn whoami_with_full_identities_differs_per_resource() {
     let mut c = config();
     c.identity = IdentityMode::Full;
-    let mut h = Harness::online(c);
+    let mut h = online(c);
     let p = Pseudonymizer::new(SECRET);
     assert_eq!(h.whoami(ALICE), format!("{}@{DOMAIN}", p.localpart(ALICE)));
     assert_ne!(h.whoami("alice@a.example/tablet"), h.whoami(ALICE));
@@ -162,7 +162,7 @@ fn whoami_with_full_identities_differs_per_resource() {
 
 #[test]
 fn whoami_is_exact_and_anything_else_gets_help() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     for text in ["/help", "hello", "/WHOAMI", "x /whoami", ""] {
         h.feed(&format!(
             "<message from='{ALICE}' to='{DOMAIN}'><body>{text}</body></message>"
@@ -195,7 +195,7 @@ fn whoami_is_exact_and_anything_else_gets_help() {
 
 #[test]
 fn presence_to_the_relay_shows_it_online() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     h.feed(&format!("<presence type='subscribe' from='alice@a.example' to='{DOMAIN}'><nick xmlns='http://jabber.org/protocol/nick'>A</nick></presence>"));
     let s = h.take();
     assert_eq!(s.len(), 2);
@@ -227,7 +227,7 @@ fn presence_to_the_relay_shows_it_online() {
 
 #[test]
 fn iq_to_the_relay() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     h.feed(&format!("<iq type='get' id='d1' from='{ALICE}' to='{DOMAIN}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"));
     let r = h.one();
     assert_eq!(
@@ -413,7 +413,7 @@ fn receipts_markers_and_corrections_translate_ids() {
 
 #[test]
 fn unknown_or_malformed_pseudonyms_get_item_not_found() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     let unknown = Pseudonymizer::new(SECRET).localpart("nobody@n.example");
     h.feed(&format!(
         "<message from='{ALICE}' to='{unknown}@{DOMAIN}/a' id='m1'><body>hi</body></message>"
@@ -555,7 +555,7 @@ fn senders_at_the_relay_domain_are_never_relayed() {
 #[test]
 fn lookups_do_not_block_others_and_keep_per_sender_order() {
     let (h0, a, _) = pair();
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     h.store = h0.store;
     h.mode = StoreMode::Hold;
     // Bob's messages wait on a lookup of Alice's pseudonym…
@@ -590,7 +590,7 @@ fn lookups_do_not_block_others_and_keep_per_sender_order() {
 #[test]
 fn store_failures_and_timeouts_answer_the_sender() {
     let (h0, a, _) = pair();
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     h.store = h0.store;
     h.mode = StoreMode::Hold;
     h.feed(&format!(
@@ -627,7 +627,7 @@ fn store_failures_and_timeouts_answer_the_sender() {
 
 #[test]
 fn whoami_waits_for_the_write_and_reports_its_failure() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     h.mode = StoreMode::Hold;
     h.feed(&format!(
         "<message from='{ALICE}' to='{DOMAIN}'><body>/whoami</body></message>"
@@ -645,7 +645,7 @@ fn poisoned_and_tampered_entries_are_misses() {
     for encrypt in [None, Some([9u8; 32])] {
         let mut c = config();
         c.encrypt = encrypt;
-        let mut h = Harness::online(c);
+        let mut h = online(c);
         let codec = StoreCodec::new(encrypt);
         let a = h.whoami(ALICE);
         let la = local(&a).to_owned();
@@ -657,7 +657,7 @@ fn poisoned_and_tampered_entries_are_misses() {
                 0,
             )
             .unwrap();
-        let mut h2 = Harness::online(config_with(encrypt));
+        let mut h2 = online(config_with(encrypt));
         h2.store = std::mem::take(&mut h.store);
         h2.feed(&format!(
             "<message from='{BOB}' to='{a}'><body>x</body></message>"
@@ -671,7 +671,7 @@ fn poisoned_and_tampered_entries_are_misses() {
         h2.store
             .put(&codec.key(&la, DOMAIN), b"\x00garbage", 0)
             .unwrap();
-        let mut h3 = Harness::online(config_with(encrypt));
+        let mut h3 = online(config_with(encrypt));
         h3.store = std::mem::take(&mut h2.store);
         h3.feed(&format!(
             "<message from='{BOB}' to='{a}'><body>x</body></message>"
@@ -691,7 +691,7 @@ fn config_with(encrypt: Option<[u8; 32]>) -> crate::Config {
 
 #[test]
 fn encrypted_store_holds_neither_pseudonyms_nor_jids() {
-    let mut h = Harness::online(config_with(Some([3; 32])));
+    let mut h = online(config_with(Some([3; 32])));
     let a = h.whoami(ALICE);
     let la = local(&a).to_owned();
     let codec = StoreCodec::new(Some([3; 32]));
@@ -699,7 +699,7 @@ fn encrypted_store_holds_neither_pseudonyms_nor_jids() {
     assert!(!v.windows(5).any(|w| w == b"alice"));
     assert!(!codec.key(&la, DOMAIN).contains(&la));
     // And a relay with the same key reads it back.
-    let mut h2 = Harness::online(config_with(Some([3; 32])));
+    let mut h2 = online(config_with(Some([3; 32])));
     h2.store = std::mem::take(&mut h.store);
     h2.feed(&format!(
         "<message from='{BOB}' to='{a}'><body>x</body></message>"
@@ -729,7 +729,7 @@ fn waiting_stanzas_are_bounded() {
     let (h0, a, _) = pair();
     let mut c = config();
     c.max_pending = 3;
-    let mut h = Harness::online(c);
+    let mut h = online(c);
     h.store = h0.store;
     h.mode = StoreMode::Hold;
     for i in 0..5 {
@@ -751,7 +751,7 @@ fn waiting_stanzas_are_bounded_in_bytes() {
     let (h0, a, _) = pair();
     let mut c = config();
     c.max_pending_bytes = 50_000;
-    let mut h = Harness::online(c);
+    let mut h = online(c);
     h.store = h0.store;
     h.mode = StoreMode::Hold;
     // Five 20 KB messages: two fit the budget, the rest are refused.
@@ -779,7 +779,7 @@ fn waiting_stanzas_are_bounded_in_bytes() {
     // One stanza over the whole budget may still wait alone.
     let mut c = config();
     c.max_pending_bytes = 50_000;
-    let mut h = Harness::online(c);
+    let mut h = online(c);
     let (h1, a, _) = pair();
     h.store = h1.store;
     h.mode = StoreMode::Hold;

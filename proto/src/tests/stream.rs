@@ -7,7 +7,7 @@ use crate::DisconnectReason;
 
 #[test]
 fn handshake_then_online() {
-    let h = Harness::online(config());
+    let h = online(config());
     assert_eq!(h.online, 1);
     assert!(h.disconnects.is_empty());
     assert_eq!(h.relay.stats().sessions, 1);
@@ -15,7 +15,7 @@ fn handshake_then_online() {
 
 #[test]
 fn header_without_id_is_refused_without_a_handshake() {
-    let mut h = Harness::new(config());
+    let mut h = offline(config());
     h.relay.handle_connected(h.now);
     h.pump();
     h.feed("<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' from='axr.example'>");
@@ -38,7 +38,7 @@ fn stream_errors_map_to_reasons() {
             false,
         ),
     ] {
-        let mut h = Harness::new(config());
+        let mut h = offline(config());
         h.relay.handle_connected(h.now);
         h.pump();
         h.feed(SERVER_HEADER);
@@ -54,7 +54,7 @@ fn stream_errors_map_to_reasons() {
 
 #[test]
 fn reconnect_starts_a_fresh_stream_and_keeps_mappings() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     let a = h.whoami("alice@a.example/phone");
     h.feed("</stream:stream>");
     assert_eq!(h.disconnects, vec![DisconnectReason::Closed]);
@@ -69,7 +69,7 @@ fn reconnect_starts_a_fresh_stream_and_keeps_mappings() {
 
 #[test]
 fn handshake_timeout() {
-    let mut h = Harness::new(config());
+    let mut h = offline(config());
     h.relay.handle_connected(h.now);
     h.pump();
     h.feed(SERVER_HEADER);
@@ -84,7 +84,7 @@ fn handshake_timeout() {
 
 #[test]
 fn keepalive_pings_after_silence_and_detects_a_dead_peer() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     h.advance(Duration::from_secs(59));
     assert!(h.take().is_empty());
     assert!(h.run_to_deadline());
@@ -121,7 +121,7 @@ fn keepalive_pings_after_silence_and_detects_a_dead_peer() {
 fn whitespace_keepalive_expects_no_answer() {
     let mut cfg = config();
     cfg.keepalive_mode = crate::KeepaliveMode::Whitespace;
-    let mut h = Harness::online(cfg);
+    let mut h = online(cfg);
     let a = h.whoami("alice@a.example/phone");
     let written = h.raw_out.len();
     // A silent server for ten intervals: one space per interval, no ping,
@@ -150,7 +150,7 @@ fn whitespace_keepalive_expects_no_answer() {
 
 #[test]
 fn graceful_stop_closes_and_waits_for_the_server() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     h.relay.shutdown(h.now);
     h.pump();
     assert!(h.closed_stream);
@@ -159,7 +159,7 @@ fn graceful_stop_closes_and_waits_for_the_server() {
     assert_eq!(h.disconnects, vec![DisconnectReason::Shutdown]);
 
     // Without the server's close, it gives up after the close timeout.
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     h.relay.shutdown(h.now);
     h.pump();
     h.advance(Duration::from_millis(1999));
@@ -177,7 +177,7 @@ fn nothing_follows_our_close() {
         "<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
         "<message><</message>",
     ] {
-        let mut h = Harness::online(config());
+        let mut h = online(config());
         h.relay.shutdown(h.now);
         h.pump();
         assert!(h.closed_stream);
@@ -191,10 +191,10 @@ fn nothing_follows_our_close() {
 
 #[test]
 fn graceful_stop_finishes_waiting_stanzas_first() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     let a = h.whoami("alice@a.example/phone");
     // A fresh relay sharing the store must look Alice up.
-    let mut h2 = Harness::online(config());
+    let mut h2 = online(config());
     h2.store = std::mem::take(&mut h.store);
     h2.mode = StoreMode::Hold;
     h2.feed(&format!(
@@ -213,7 +213,7 @@ fn graceful_stop_finishes_waiting_stanzas_first() {
 
 #[test]
 fn graceful_stop_answers_what_the_store_did_not_finish() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     h.mode = StoreMode::Hold;
     h.feed("<message from='bob@b.example/x' to='zi36rtka6iz3zuszk5un4svb4m4qvtsiqacao56f7bspy@axr.example' id='1'><body>hi</body></message>");
     h.relay.shutdown(h.now);
@@ -229,11 +229,11 @@ fn graceful_stop_answers_what_the_store_did_not_finish() {
 
 #[test]
 fn server_close_and_socket_loss() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     h.feed("</stream:stream>");
     assert!(h.closed_stream);
     assert_eq!(h.disconnects, vec![DisconnectReason::Closed]);
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     h.relay.handle_closed(h.now);
     h.pump();
     assert_eq!(h.disconnects, vec![DisconnectReason::Closed]);
@@ -252,7 +252,7 @@ fn malformed_input_ends_the_stream_with_the_matching_error() {
         ("<?pi?>", "restricted-xml"),
         ("<message><body>&ent;</body></message>", "restricted-xml"),
     ] {
-        let mut h = Harness::online(config());
+        let mut h = online(config());
         h.feed(input);
         let out = String::from_utf8_lossy(&h.raw_out).into_owned();
         assert!(
@@ -270,7 +270,7 @@ fn malformed_input_ends_the_stream_with_the_matching_error() {
 
 #[test]
 fn whitespace_keepalives_from_the_server_are_fine() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     h.feed(" \n ");
     h.advance(Duration::from_secs(30));
     h.feed(" ");

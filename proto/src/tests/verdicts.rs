@@ -82,7 +82,7 @@ fn is_error(v: &Verdict<'_>, etype: &str, cond: &str) -> bool {
 
 #[test]
 fn whoami_for_an_unwritten_mapping_needs_a_write() {
-    let h = Harness::online(config());
+    let h = online(config());
     fresh(&h, &message(ALICE, DOMAIN, "chat", "/whoami"), |v| {
         let Verdict::Wait(w) = v else {
             panic!("expected a wait, got {v:?}")
@@ -103,7 +103,7 @@ fn whoami_for_an_unwritten_mapping_needs_a_write() {
 
 #[test]
 fn whoami_for_a_written_mapping_answers_it() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     h.whoami(ALICE);
     fresh(&h, &message(ALICE, DOMAIN, "chat", "/whoami"), |v| {
         let Verdict::Whoami { to, sender } = v else {
@@ -125,7 +125,7 @@ fn whoami_for_a_written_mapping_answers_it() {
 
 #[test]
 fn a_message_to_an_unknown_pseudonym_needs_a_lookup() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     h.whoami(BOB);
     let unknown = "a".repeat(45);
     let to = format!("{unknown}@{DOMAIN}");
@@ -154,7 +154,7 @@ fn a_message_to_an_unknown_pseudonym_needs_a_lookup() {
 
 #[test]
 fn what_the_store_answered_decides_a_waiting_message() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     h.whoami(BOB);
     let unknown = "a".repeat(45);
     let xml = message(BOB, &format!("{unknown}@{DOMAIN}"), "chat", "hi");
@@ -184,7 +184,7 @@ fn what_the_store_answered_decides_a_waiting_message() {
 
 #[test]
 fn a_message_between_known_pseudonyms_is_relayed() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     let a = h.whoami(ALICE);
     h.whoami(BOB);
     fresh(&h, &message(BOB, &a, "chat", "hi"), |v| {
@@ -202,7 +202,7 @@ fn a_message_between_known_pseudonyms_is_relayed() {
 
 #[test]
 fn groupchat_is_refused_and_headlines_dropped() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     let a = h.whoami(ALICE);
     for to in [DOMAIN, a.as_str()] {
         fresh(&h, &message(BOB, to, "groupchat", "hi"), |v| {
@@ -225,7 +225,7 @@ fn groupchat_is_refused_and_headlines_dropped() {
 
 #[test]
 fn an_error_naming_no_relayed_message_is_dropped() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     let a = h.whoami(ALICE);
     let error = |id: &str| {
         format!(
@@ -252,7 +252,7 @@ fn an_error_naming_no_relayed_message_is_dropped() {
 
 #[test]
 fn iq_to_a_pseudonym_is_refused_and_the_relay_answers_its_own() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     let a = h.whoami(ALICE);
     let iq = |to: &str, kind: &str, payload: &str| {
         format!("<iq from='{BOB}' to='{to}' type='{kind}' id='q'>{payload}</iq>")
@@ -294,7 +294,7 @@ fn iq_to_a_pseudonym_is_refused_and_the_relay_answers_its_own() {
 
 #[test]
 fn presence_answers() {
-    let mut h = Harness::online(config());
+    let mut h = online(config());
     let a = h.whoami(ALICE);
     let presence =
         |to: &str, kind: &str| format!("<presence from='{BOB}' to='{to}' type='{kind}'/>");
@@ -340,7 +340,7 @@ fn presence_answers() {
 
 #[test]
 fn stanzas_not_ours_are_dropped() {
-    let h = Harness::online(config());
+    let h = online(config());
     for (xml, why) in [
         (
             message(ALICE, "other.example", "chat", "hi"),
@@ -367,7 +367,7 @@ fn deciding_promotes_nothing_and_applying_does() {
     let mut c = config();
     // Two entries per generation: three senders push the first one old.
     c.cache_capacity = 4;
-    let mut h = Harness::online(c);
+    let mut h = online(c);
     let a = h.whoami(ALICE);
     h.whoami(BOB);
     h.whoami("carol@c.example/x");
