@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use axrelay::store::FileStore;
 use axrelay_proto::{Pseudonymizer, Store, StoreCodec};
+use axrelay_test_support::e2e::free_port;
 use data_encoding::BASE64;
 
 const BIN: &str = env!("CARGO_BIN_EXE_axrelay");
@@ -933,14 +934,6 @@ fn check_reports_config_store_and_server() {
 }
 
 // ---- metrics and `status` ----
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `GET /metrics` from the relay: the body.
 fn scrape(port: u16) -> Option<String> {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use axrelay::store::MemcachedStore;
 use axrelay_proto::{Pseudonymizer, Store, StoreCodec, StoreError};
+use axrelay_test_support::e2e::free_port;
 
 const TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -55,14 +56,6 @@ fn memcached_available() {
     if let Err(e) = ready {
         panic!("{e}");
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn running_as_root() -> bool {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axrelay_proto::DisconnectReason;
 
-use crate::backoff::Backoff;
+use crate::backoff::{self, Backoff};
 use crate::connect::{ConnectError, Target};
 use crate::notify::Notifier;
 use crate::options::Exit;
@@ -73,9 +73,9 @@ impl Lifecycle {
     /// A connection attempt starts.
     pub fn attempt(&mut self) {
         self.attempts += 1;
-        log::debug!("connecting to {}", self.target);
-        self.notify
-            .status(&format!("connecting to {}", self.target));
+        let status = format!("connecting to {}", self.target);
+        log::debug!("{status}");
+        self.notify.status(&status);
     }
 
     /// Connection attempts after the first.
@@ -87,15 +87,15 @@ impl Lifecycle {
     /// answers but cannot reach the server yet is asked again at most
     /// [`PROXY_REFUSAL_CAP`] apart: its tunnels are being built.
     pub fn connect_failed(&mut self, err: &ConnectError) -> Duration {
-        let delay = if err.is_proxy_refusal() {
-            let random = self.rng.u64(..);
-            self.backoff.next_delay_within(random, PROXY_REFUSAL_CAP)
+        let cap = if err.is_proxy_refusal() {
+            PROXY_REFUSAL_CAP
         } else {
-            self.delay()
+            backoff::CAP
         };
-        log::warn!("{err}; retrying in {:.1} s", delay.as_secs_f64());
-        self.notify
-            .status(&format!("{err}; retrying in {:.1} s", delay.as_secs_f64()));
+        let delay = self.delay(cap);
+        let status = format!("{err}; retrying in {:.1} s", delay.as_secs_f64());
+        log::warn!("{status}");
+        self.notify.status(&status);
         delay
     }
 
@@ -136,20 +136,18 @@ impl Lifecycle {
             }
             return Next::Exit(Exit::Stopped);
         }
-        let delay = self.delay();
-        log::info!(
+        let delay = self.delay(backoff::CAP);
+        let status = format!(
             "disconnected: {reason}; reconnecting in {:.1} s",
             delay.as_secs_f64()
         );
-        self.notify.status(&format!(
-            "disconnected: {reason}; reconnecting in {:.1} s",
-            delay.as_secs_f64()
-        ));
+        log::info!("{status}");
+        self.notify.status(&status);
         Next::Retry(delay)
     }
 
-    fn delay(&mut self) -> Duration {
-        self.backoff.next_delay(self.rng.u64(..))
+    fn delay(&mut self, cap: Duration) -> Duration {
+        self.backoff.next_delay_within(self.rng.u64(..), cap)
     }
 }
 

@@ -156,15 +156,15 @@ impl Relay {
         outcome: StoreOutcome,
         now: Instant,
     ) -> Settled {
+        // What the store's health reports count: stanzas refused for it.
+        let refused = self.stats.rejected_for(RejectReason::InternalServerError);
         match outcome {
             StoreOutcome::Failed(e) => {
                 self.stats.store_errors += 1;
-                let refused = self.stats.rejected_for(RejectReason::InternalServerError);
                 self.health.failed(&e, refused, now);
                 Settled::Failed
             }
             StoreOutcome::Stored => {
-                let refused = self.stats.rejected_for(RejectReason::InternalServerError);
                 self.health.answered(refused, now);
                 if let Some(OpKind::Put { local, identity }) = self.pending.kind(op) {
                     let (local, identity) = (local.clone(), Arc::from(identity.as_str()));
@@ -182,7 +182,6 @@ impl Relay {
                 Settled::Answered
             }
             StoreOutcome::Found(value) => {
-                let refused = self.stats.rejected_for(RejectReason::InternalServerError);
                 self.health.answered(refused, now);
                 self.found(op, value, now)
             }

@@ -6,8 +6,9 @@
 use crate::element::Element;
 use crate::framer::{Frame, Framer};
 use crate::store::MemoryStore;
+use crate::store::Store;
 use crate::testing::{component_header, Sim};
-use crate::{Config, Limits};
+use crate::{Config, Limits, StoreCodec};
 
 pub(crate) use crate::testing::StoreMode;
 
@@ -69,6 +70,17 @@ impl Sim<MemoryStore> {
         let mut s = self.take();
         assert_eq!(s.len(), 1, "expected one stanza, got {s:#?}");
         s.remove(0)
+    }
+
+    /// Point `pseudonym`'s stored mapping at someone it is not a MAC of,
+    /// sealed the way this relay seals: verification must refuse it.
+    pub(crate) fn poison(&mut self, pseudonym: &str) {
+        let codec = StoreCodec::new(self.relay.config().encrypt);
+        let l = local(pseudonym);
+        let value = codec.seal(l, DOMAIN, "mallory@m.example");
+        self.store
+            .put(&codec.key(l, DOMAIN), &value, 0)
+            .expect("the memory store takes every write");
     }
 
     /// `/whoami` for `jid`: its pseudonym bare JID.

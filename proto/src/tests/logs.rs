@@ -6,8 +6,6 @@ use std::sync::Once;
 use std::time::Duration;
 
 use super::harness::*;
-use crate::store::Store;
-use crate::StoreCodec;
 
 const ALICE: &str = "alice@a.example/phone";
 const BOB: &str = "bob@b.example/laptop";
@@ -103,18 +101,10 @@ fn an_outage_is_one_warning_and_its_end_one_line() {
 #[test]
 fn poisoned_entries_are_reported_at_most_once_a_minute() {
     let mut h = online(config());
-    let codec = StoreCodec::new(None);
     let mut victims = Vec::new();
     for i in 0..4 {
         let a = h.whoami(&format!("user{i}@a.example"));
-        let la = local(&a).to_owned();
-        h.store
-            .put(
-                &codec.key(&la, DOMAIN),
-                &codec.seal(&la, DOMAIN, "mallory@m.example"),
-                0,
-            )
-            .unwrap();
+        h.poison(&a);
         victims.push(a);
     }
     capture();

@@ -650,13 +650,7 @@ fn poisoned_and_tampered_entries_are_misses() {
         let a = h.whoami(ALICE);
         let la = local(&a).to_owned();
         // Point Alice's pseudonym at Mallory: verification fails.
-        h.store
-            .put(
-                &codec.key(&la, DOMAIN),
-                &codec.seal(&la, DOMAIN, "mallory@m.example"),
-                0,
-            )
-            .unwrap();
+        h.poison(&a);
         let mut h2 = online(config_with(encrypt));
         h2.store = std::mem::take(&mut h.store);
         h2.feed(&format!(
