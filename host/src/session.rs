@@ -253,9 +253,7 @@ impl Session {
     /// Without a connection: store results still come in and their
     /// follow-up work still goes out, but what the core would write is moot.
     fn poll_between(&mut self, now: Instant) -> Output {
-        self.ticker
-            .tick(now, self.relay.stats(), self.life.reconnects());
-        self.publish(now);
+        self.housekeeping(now);
         self.relay.poll_transmit();
         self.take_actions();
         if let Some(job) = self.jobs.next_to_start() {
@@ -273,9 +271,7 @@ impl Session {
         if self.relay.poll_timeout().is_some_and(|t| t <= now) {
             self.relay.handle_timeout(now);
         }
-        self.ticker
-            .tick(now, self.relay.stats(), self.life.reconnects());
-        self.publish(now);
+        self.housekeeping(now);
         let transmit = self.relay.poll_transmit();
         self.take_actions();
         let up = &mut self.up;
@@ -319,6 +315,13 @@ impl Session {
             Some(p) => wake.min(p.deadline()),
             None => wake,
         }
+    }
+
+    /// The counters line and the metrics, when due.
+    fn housekeeping(&mut self, now: Instant) {
+        self.ticker
+            .tick(now, self.relay.stats(), self.life.reconnects());
+        self.publish(now);
     }
 
     /// Publish the figures if they are due (once a second, never per
