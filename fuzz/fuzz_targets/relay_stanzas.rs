@@ -15,8 +15,8 @@ use axrelay_fuzz::{config, split_jid, Answer, Sim, StoreMode, Written, DOMAIN};
 use libfuzzer_sys::fuzz_target;
 
 /// What identifies one user. Every token holds characters that base32
-/// pseudonyms and fresh ids cannot (upper case, `0`, `1`, `8`, `9`), so it
-/// cannot appear in the relay's own output by chance.
+/// pseudonyms (upper case, `0`, `1`, `8`, `9`) and base64url fresh ids
+/// (`.`) cannot, so it cannot appear in the relay's own output by chance.
 struct Party {
     local: &'static str,
     domain: &'static str,
@@ -25,16 +25,16 @@ struct Party {
 }
 
 const ALICE: Party = Party {
-    local: "A1iceLocal",
+    local: "A1ice.Local",
     domain: "a1ice-Realm.example",
-    resource: "A1iceRes8",
-    client: "A1iceCl1ent",
+    resource: "A1ice.Res8",
+    client: "A1ice.Cl1ent",
 };
 const BOB: Party = Party {
-    local: "B0bLocal",
+    local: "B0b.Local",
     domain: "b0b-Realm.example",
-    resource: "B0bRes9",
-    client: "B0bCl1ent",
+    resource: "B0b.Res9",
+    client: "B0b.Cl1ent",
 };
 
 impl Party {
@@ -137,6 +137,8 @@ enum Value {
     Seen(u8),
     /// A client id of the author's: `CLIENTn`.
     Client(u8),
+    /// An id the author saw, altered: forged ids must translate to nothing.
+    Forged { of: u8, how: u8, at: u8 },
     /// Anything else.
     Free(Free),
 }
@@ -303,6 +305,10 @@ impl Ctx<'_> {
                 n => self.seen[usize::from(*i) % n].clone(),
             },
             Value::Client(i) => format!("{}{i}", self.me.client),
+            Value::Forged { of, how, at } => match self.seen.len() {
+                0 => format!("{}{of}", self.me.client),
+                n => forge(&self.seen[usize::from(*of) % n], *how, *at),
+            },
             Value::Free(f) => clean(&f.0),
         }
     }
@@ -575,6 +581,27 @@ impl Run {
         }
         self.checked = self.sim.written.len();
     }
+}
+
+/// `id` altered the ways a forger would try: one character changed, cut
+/// short, lengthened, or its halves swapped (a valid tag on another body).
+fn forge(id: &str, how: u8, at: u8) -> String {
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut b = id.as_bytes().to_vec();
+    if b.is_empty() {
+        return "A".to_owned();
+    }
+    let i = usize::from(at) % b.len();
+    match how % 4 {
+        0 => {
+            let pos = B64.iter().position(|c| *c == b[i]).unwrap_or(0);
+            b[i] = B64[(pos + 1 + usize::from(how / 4)) % B64.len()];
+        }
+        1 => b.truncate(i),
+        2 => b.insert(i, B64[usize::from(how) % B64.len()]),
+        _ => b.rotate_left(i),
+    }
+    String::from_utf8(b).unwrap_or_default()
 }
 
 fn leak(w: &Written, token: &str, to: &str) {

@@ -29,6 +29,6 @@ pub mod socks5;
 mod stop;
 pub mod store_jobs;
 
-pub use options::{Exit, Options, READ_BUF, WRITE_TIMEOUT};
+pub use options::{wall_clock, Exit, Options, READ_BUF, WRITE_TIMEOUT};
 pub use session::{Output, Session};
 pub use stop::{StopFlag, StopHandle};

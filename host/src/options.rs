@@ -70,3 +70,15 @@ pub enum Exit {
     /// retrying cannot help.
     Refused(DisconnectReason),
 }
+
+/// The wall clock the core is handed (it reads none): the Unix time now,
+/// paired with the instant it was read at.
+pub fn wall_clock() -> axrelay_proto::WallClock {
+    let unix_secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    axrelay_proto::WallClock {
+        at: std::time::Instant::now(),
+        unix_secs,
+    }
+}

@@ -1,6 +1,6 @@
 //! What the core needs to know; built by the binary from the INI file.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::jid::Jid;
 use crate::pseudonym::IdentityMode;
@@ -113,6 +113,23 @@ pub enum KeepaliveMode {
     Whitespace,
 }
 
+/// The Unix time at one instant: the core reads no clock, and an
+/// [`Instant`] means nothing to another process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WallClock {
+    /// The instant.
+    pub at: Instant,
+    /// Seconds since the Unix epoch at `at`.
+    pub unix_secs: u64,
+}
+
+impl WallClock {
+    /// Unix seconds at `now`, counted on from `at`.
+    pub fn unix_at(&self, now: Instant) -> u64 {
+        self.unix_secs + now.saturating_duration_since(self.at).as_secs()
+    }
+}
+
 /// Configuration of one relay.
 #[derive(Clone)]
 pub struct Config {
@@ -148,8 +165,13 @@ pub struct Config {
     pub server_domain: Option<String>,
     /// Parsing limits.
     pub limits: Limits,
-    /// Key for fresh message ids (random per process, from the runtime).
+    /// Random per process, from the runtime: seeds the in-process caches'
+    /// hashing and the bot's reply ids.
     pub id_key: [u8; 32],
+    /// The Unix time at one instant, from the runtime: fresh ids carry the
+    /// time they were issued, which every instance must read alike (SPEC
+    /// §5). Required.
+    pub wall_clock: Option<WallClock>,
     /// Mappings kept in process (both directions of the store cache).
     pub cache_capacity: usize,
     /// Relayed message ids remembered for receipts, markers and corrections.
@@ -198,6 +220,8 @@ pub enum ConfigError {
     BadResource(String),
     /// The pseudonym secret is empty.
     EmptySecret,
+    /// No [`WallClock`] was given.
+    NoWallClock,
     /// A rate is negative or not a number, or a limit that is on lets
     /// nothing through (a burst below 1).
     BadRate(RateOf),
@@ -216,6 +240,7 @@ impl std::fmt::Display for ConfigError {
             ConfigError::BadDomain(d) => write!(f, "'{d}' is not a valid component domain"),
             ConfigError::BadResource(r) => write!(f, "'{r}' is not a valid resource"),
             ConfigError::EmptySecret => f.write_str("the pseudonym secret is empty"),
+            ConfigError::NoWallClock => f.write_str("no wall clock was given"),
             ConfigError::BadRate(which) => write!(
                 f,
                 "the {} rate limit must be a rate of 0 (off) or more with a burst of at least 1",
@@ -251,6 +276,7 @@ impl Config {
             server_domain: None,
             limits: Limits::default(),
             id_key: [0; 32],
+            wall_clock: None,
             cache_capacity: 100_000,
             id_map_capacity: 100_000,
             max_pending: 10_000,
@@ -273,6 +299,9 @@ impl Config {
         }
         if self.secret.is_empty() {
             return Err(ConfigError::EmptySecret);
+        }
+        if self.wall_clock.is_none() {
+            return Err(ConfigError::NoWallClock);
         }
         for which in RateOf::ALL {
             let rate = self.rates.get(which);
@@ -309,9 +338,18 @@ fn is_plain(s: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn config() -> Config {
+        let mut c = Config::new("axr.example.org", "pw", b"secret");
+        c.wall_clock = Some(WallClock {
+            at: Instant::now(),
+            unix_secs: 1_800_000_000,
+        });
+        c
+    }
+
     #[test]
     fn defaults_validate_and_bad_values_do_not() {
-        let c = Config::new("axr.example.org", "pw", b"secret");
+        let c = config();
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(c.ping_target(), "axr.example.org");
         let mut d = c.clone();
@@ -323,11 +361,30 @@ mod tests {
         let mut d = c.clone();
         d.secret.clear();
         assert_eq!(d.validate(), Err(ConfigError::EmptySecret));
+        let mut d = c.clone();
+        d.wall_clock = None;
+        assert_eq!(d.validate(), Err(ConfigError::NoWallClock));
+    }
+
+    #[test]
+    fn the_wall_clock_counts_on_from_its_instant() {
+        let at = Instant::now();
+        let w = WallClock {
+            at,
+            unix_secs: 1_800_000_000,
+        };
+        assert_eq!(w.unix_at(at), 1_800_000_000);
+        assert_eq!(w.unix_at(at + Duration::from_millis(2500)), 1_800_000_002);
+        // An instant before `at` reads as `at`.
+        assert_eq!(
+            w.unix_at(at.checked_sub(Duration::from_secs(9)).unwrap_or(at)),
+            1_800_000_000
+        );
     }
 
     #[test]
     fn each_small_limit_is_named_with_its_minimum() {
-        let c = Config::new("axr.example.org", "pw", b"secret");
+        let c = config();
         let set = |limits: &mut Limits, limit: Limit, value: usize| match limit {
             Limit::MaxStanzaBytes => limits.max_stanza_bytes = value,
             Limit::MaxDepth => limits.max_depth = value,

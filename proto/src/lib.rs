@@ -56,6 +56,7 @@ mod stanza;
 // serializer.
 mod filter;
 mod idmap;
+mod idseal;
 mod writer;
 
 // Waiting on the store: per-sender queues, the store's operations, its
@@ -76,7 +77,7 @@ mod health;
 mod stats;
 
 pub use action::{Action, DisconnectReason, OpId, StoreOutcome};
-pub use config::{Config, ConfigError, KeepaliveMode, Limit, Limits};
+pub use config::{Config, ConfigError, KeepaliveMode, Limit, Limits, WallClock};
 pub use jid::Jid;
 pub use pseudonym::{IdentityMode, Pseudonymizer};
 pub use rate::{Rate, RateLimits, RateOf};

@@ -113,7 +113,7 @@ impl Relay {
             stats: Stats::default(),
             known: GenMap::new(config.cache_capacity, Keyed::new(&key, 3)),
             forward: GenMap::new(config.cache_capacity, Keyed::new(&key, 4)),
-            ids: IdMap::new(&key, config.id_map_capacity),
+            ids: IdMap::new(&config.secret, &key, config.id_map_capacity),
             pending: Pending::new(Keyed::new(&key, 5)),
             limiter: Limiter::new(config.rates),
             state: State::Idle,
@@ -129,6 +129,12 @@ impl Relay {
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// Unix seconds at `now`, by the runtime's wall clock.
+    pub(crate) fn unix(&self, now: Instant) -> u64 {
+        // `validate` requires the clock.
+        self.cfg.wall_clock.map_or(0, |w| w.unix_at(now))
     }
 
     /// Counters since creation.

@@ -48,6 +48,7 @@ pub fn relay_config(
     config.limits = limits;
     config.rates = rates;
     config.id_key = id_key;
+    config.wall_clock = Some(axrelay_host::wall_clock());
     config.log_sensitive = log_sensitive;
 
     let mut options = Options::new(&relay.server, relay.port);
@@ -79,6 +80,8 @@ fn core_error(settings: &Settings, e: CoreError) -> ConfigError {
         CoreError::BadDomain(_) => ("relay", "jid"),
         CoreError::BadResource(_) => ("hash", "resource"),
         CoreError::EmptySecret => ("hash", "secret"),
+        // Set above, from the system clock: no file can cause it.
+        CoreError::NoWallClock => ("relay", "runtime"),
         CoreError::BadLimit { limit, .. } => ("limits", limit.name()),
         CoreError::BadRate(which) => (
             "limits",

@@ -66,6 +66,7 @@ pub fn config() -> Config {
     c.store_timeout = Duration::from_secs(5);
     c.close_timeout = Duration::from_secs(1);
     c.id_key = [7; 32];
+    c.wall_clock = Some(axrelay_host::wall_clock());
     c
 }
 

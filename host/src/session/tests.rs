@@ -19,6 +19,7 @@ const CLOSE: Duration = Duration::from_secs(2);
 
 fn session(stats_interval: Duration) -> (Session, Instant) {
     let mut cfg = Config::new(DOMAIN, "pw", SECRET);
+    cfg.wall_clock = Some(crate::wall_clock());
     cfg.keepalive = KEEPALIVE;
     cfg.close_timeout = CLOSE;
     let relay = Relay::new(cfg).expect("a valid configuration");
@@ -320,6 +321,7 @@ fn store_jobs_beyond_the_in_flight_cap_wait_for_a_free_slot() {
 fn figures_are_published_once_a_second_not_per_message() {
     let metrics = crate::metrics::Metrics::new();
     let mut cfg = Config::new(DOMAIN, "pw", SECRET);
+    cfg.wall_clock = Some(crate::wall_clock());
     cfg.keepalive = KEEPALIVE;
     let relay = Relay::new(cfg).expect("a valid configuration");
     let mut opts = Options::new("127.0.0.1", 5347);

@@ -6,9 +6,10 @@ use std::time::Instant;
 use crate::cache::Gen;
 use crate::element::{Element, Head};
 use crate::filter::{self, Allowed, RefKind};
-use crate::idmap::{Origin, Sent};
+use crate::idmap::Origin;
 use crate::jid::Jid;
 use crate::ns;
+use crate::pseudonym::IdentityMode;
 use crate::pseudonym::Local;
 use crate::rate::{Counted, Over};
 use crate::relay::Relay;
@@ -42,7 +43,7 @@ impl Relay {
                 if r.sender.write == WriteState::Refresh {
                     self.write_behind(&r.sender, now);
                 }
-                self.relay_message(st, r);
+                self.relay_message(st, r, now);
             }
             Verdict::Bounce(b) => self.send_bounce(b),
             Verdict::Presence { to, local, answer } => self.presence_answer(to, *local, *answer),
@@ -65,6 +66,9 @@ impl Relay {
                 }
                 self.remember_sender(&r.sender);
             }
+            Verdict::Bounce(b) if b.known_gen == Some(Gen::Old) => {
+                self.known.promote(b.to_local.as_str());
+            }
             Verdict::Wait(w) => {
                 if let Some((local, gen)) = w.recipient_gen {
                     self.stats.cache_hits += 1;
@@ -83,7 +87,10 @@ impl Relay {
         let (local, what) = match verdict {
             Verdict::Relay(r) => (r.sender.local, Counted::Message),
             Verdict::Whoami { sender, .. } => (sender.local, Counted::Whoami),
-            Verdict::Wait(w) => (w.sender.local, w.counted),
+            Verdict::Wait(w) => match w.counted {
+                Some(what) => (w.sender.local, what),
+                None => return,
+            },
             _ => return,
         };
         self.limiter.charge(&local, what, now);
@@ -150,7 +157,7 @@ impl Relay {
     }
 
     fn bot_reply(&mut self, head: Head<'_>, to: &Jid<'_>, body: &str) {
-        let id = self.ids.fresh();
+        let id = self.ids.bot_id();
         let mut s = self.writer.stanza(&mut self.out, "message");
         s.to(to.full())
             .from(None, Some(&self.cfg.resource))
@@ -168,13 +175,21 @@ impl Relay {
     /// from the sender's pseudonym. What survives the filter is known only
     /// while writing: references are translated (and marked as passed) as
     /// they come.
-    fn relay_message(&mut self, st: Incoming<'_>, r: &Relayed<'_>) {
+    fn relay_message(&mut self, st: Incoming<'_>, r: &Relayed<'_>, now: Instant) {
         let Incoming { el, head } = st;
         let (sender_local, recipient_local) = (r.sender.local, r.recipient_local);
-        let fresh = self.ids.fresh();
+        let unix = self.unix(now);
+        // A full identity names the device already.
+        let resource = match self.cfg.identity {
+            IdentityMode::Bare => r.from.resource(),
+            IdentityMode::Full => None,
+        };
+        let fresh = self
+            .ids
+            .issue(&sender_local, &recipient_local, head.id, resource, unix);
         let ids = &mut self.ids;
         let items = filter::allowed(el, |k, id| match k {
-            RefKind::Received(bit) => ids.back(id, &sender_local, &recipient_local, bit),
+            RefKind::Received(bit) => ids.back(id, &sender_local, &recipient_local, bit, unix),
             RefKind::Own => ids.forward(id, &sender_local, &recipient_local),
         });
         let mut s = self.writer.stanza(&mut self.out, "message");
@@ -231,30 +246,19 @@ impl Relay {
             }
         }
         self.stats.relayed += 1;
-        self.ids.record(
-            fresh,
-            Sent {
-                origin: Origin::new(r.from.full(), head.id),
-                sender_local,
-                recipient_local,
-                acked: 0,
-            },
-        );
+        self.ids.record(&fresh, &sender_local, head.id, || {
+            Origin::new(r.from.full(), head.id)
+        });
     }
 
     /// The delivery error, back to the original sender from the bouncing
     /// user's pseudonym.
-    fn send_bounce(&mut self, b: &Bounce<'_>) {
-        self.ids.touch(b.fresh, b.fresh_gen);
-        let sent = &b.sent;
+    fn send_bounce(&mut self, b: &Bounce) {
         let mut s = self.writer.stanza(&mut self.out, "message");
-        s.to(sent.origin.sender_full())
-            .from(
-                Some(sent.recipient_local.as_str()),
-                Some(&self.cfg.resource),
-            )
+        s.to(&b.to)
+            .from(Some(b.from_local.as_str()), Some(&self.cfg.resource))
             .attr("type", "error");
-        if let Some(id) = sent.origin.orig_id() {
+        if let Some(id) = &b.orig_id {
             s.attr("id", id);
         }
         s.child("error", None).attr("type", b.etype);
@@ -262,12 +266,7 @@ impl Relay {
         match s.finish() {
             Ok(_) => {
                 if self.cfg.log_decisions {
-                    log::debug!(
-                        "bounced {}: {} -> {}",
-                        b.cond,
-                        sent.recipient_local,
-                        sent.sender_local
-                    );
+                    log::debug!("bounced {}: {} -> {}", b.cond, b.from_local, b.to_local);
                 }
                 self.stats.bounced += 1
             }

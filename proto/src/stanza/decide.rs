@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use crate::cache::Gen;
+use crate::idmap::Return;
 use crate::jid::Jid;
 use crate::ns;
 use crate::pending::{Need, Resolution, Served};
@@ -152,7 +153,7 @@ impl Relay {
             let need = Need::Write(sender.local.to_string(), sender.identity.to_owned());
             return Verdict::Wait(Wait {
                 needs: vec![need],
-                counted: Counted::Whoami,
+                counted: Some(Counted::Whoami),
                 sender,
                 recipient_gen: None,
             });
@@ -169,7 +170,7 @@ impl Relay {
         now: Instant,
     ) -> Verdict<'a> {
         match st.head.kind {
-            Some("error") => return self.bounce(st, local),
+            Some("error") => return self.bounce(st, from, local, res, now),
             Some("groupchat") => return error("modify", RejectReason::NotAcceptable),
             Some("headline") => return Verdict::Drop(Dropped::Headline),
             _ => {}
@@ -207,7 +208,7 @@ impl Relay {
             }),
             _ => Verdict::Wait(Wait {
                 needs,
-                counted: Counted::Message,
+                counted: Some(Counted::Message),
                 sender,
                 recipient_gen: recipient.map(|(_, gen)| (local, gen)),
             }),
@@ -234,17 +235,57 @@ impl Relay {
     }
 
     /// A delivery error for a message the relay passed on: back to the
-    /// original sender, from the bouncing user's pseudonym.
-    fn bounce<'a>(&self, st: Incoming<'a>, local: &str) -> Verdict<'a> {
+    /// original sender, from the bouncing user's pseudonym. The id says
+    /// where (or this instance holds it); the sender's bare JID is the
+    /// identity behind its pseudonym, which may have to be looked up.
+    fn bounce<'a>(
+        &self,
+        st: Incoming<'a>,
+        from: Jid<'a>,
+        local: &'a str,
+        res: &Resolution,
+        now: Instant,
+    ) -> Verdict<'a> {
         let Incoming { el, head } = st;
-        let found = head.id.and_then(|id| {
-            self.ids
-                .peek(id)
-                .filter(|(s, _)| s.sender_local.as_str() == local)
-                .map(|(s, gen)| (id, s.clone(), gen))
-        });
-        let Some((fresh, sent, held)) = found else {
+        let Some(to_local) = Local::parse(local) else {
             return Verdict::Drop(Dropped::UnknownBounce);
+        };
+        let bouncer = self.sender(&from, now);
+        let unix = self.unix(now);
+        let found = head
+            .id
+            .and_then(|id| self.ids.bounce(id, &to_local, &bouncer.local, unix));
+        let Some(found) = found else {
+            return Verdict::Drop(Dropped::UnknownBounce);
+        };
+        let (to, orig_id, known_gen) = match found {
+            Return::Held(origin) => (
+                origin.sender_full().to_owned(),
+                origin.orig_id().map(str::to_owned),
+                None,
+            ),
+            Return::Carried { orig_id, resource } => match self.known.peek(local) {
+                Some((known, gen)) => {
+                    let to = match resource {
+                        Some(r) => format!("{}/{r}", known.identity),
+                        None => known.identity.to_string(),
+                    };
+                    (to, orig_id, Some(gen))
+                }
+                // Nobody has the pseudonym any more, or the store cannot
+                // say: an error is never answered with an error.
+                None if res.served == Served::Failed || res.absent.iter().any(|a| a == local) => {
+                    return Verdict::Drop(Dropped::UnknownBounce)
+                }
+                None => {
+                    return Verdict::Wait(Wait {
+                        needs: vec![Need::Lookup(local.to_owned())],
+                        counted: None,
+                        sender: bouncer,
+                        recipient_gen: None,
+                    })
+                }
+            },
         };
         let error = el
             .elements()
@@ -263,9 +304,11 @@ impl Relay {
             .copied()
             .unwrap_or("undefined-condition");
         Verdict::Bounce(Bounce {
-            fresh,
-            fresh_gen: held,
-            sent,
+            to,
+            orig_id,
+            from_local: bouncer.local,
+            to_local,
+            known_gen,
             etype,
             cond,
         })

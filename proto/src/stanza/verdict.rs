@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use crate::cache::Gen;
-use crate::idmap::Sent;
 use crate::jid::Jid;
 use crate::pending::Need;
 use crate::pseudonym::Local;
@@ -32,7 +31,7 @@ pub(crate) enum Verdict<'a> {
     /// Pass the message on to a real user, from the sender's pseudonym.
     Relay(Relayed<'a>),
     /// Pass a delivery error back to the original sender (SPEC §5).
-    Bounce(Bounce<'a>),
+    Bounce(Bounce),
     /// Synthesised presence to `to`, from the pseudonym (or the relay) it
     /// was sent to.
     Presence {
@@ -94,11 +93,18 @@ pub(crate) struct Relayed<'a> {
 /// A delivery error to pass back, rebuilt from its type and defined
 /// condition only.
 #[derive(Debug)]
-pub(crate) struct Bounce<'a> {
-    /// The fresh id the error names, and where the id map holds it.
-    pub(crate) fresh: &'a str,
-    pub(crate) fresh_gen: Gen,
-    pub(crate) sent: Sent,
+pub(crate) struct Bounce {
+    /// The original sender's full JID.
+    pub(crate) to: String,
+    /// The id the sender gave the message.
+    pub(crate) orig_id: Option<String>,
+    /// The bouncing user's pseudonym, which the error comes from.
+    pub(crate) from_local: Local,
+    /// The original sender's pseudonym.
+    pub(crate) to_local: Local,
+    /// Where `known` holds the original sender's mapping, when it was read
+    /// there.
+    pub(crate) known_gen: Option<Gen>,
     pub(crate) etype: &'static str,
     pub(crate) cond: &'static str,
 }
@@ -126,8 +132,9 @@ pub(crate) enum IqAnswer {
 #[derive(Debug)]
 pub(crate) struct Wait<'a> {
     pub(crate) needs: Vec<Need>,
-    /// What the stanza counts as against the rate limits.
-    pub(crate) counted: Counted,
+    /// What the stanza counts as against the rate limits (a bounce
+    /// counts as nothing).
+    pub(crate) counted: Option<Counted>,
     pub(crate) sender: Sender<'a>,
     /// The recipient's localpart and where `known` holds its mapping, when
     /// it does (a cache hit even though the stanza waits for the sender's

@@ -9,6 +9,7 @@ use super::check::{Written, XmlCheck};
 use super::server::{component_header, handshake, server_header};
 use crate::{
     Action, Config, DisconnectReason, MemoryStore, Relay, Store, StoreError, StoreOutcome,
+    WallClock,
 };
 
 /// The stream id the simulated server gives every connection.
@@ -159,6 +160,9 @@ pub struct Sim<S: Backend = HashMap<String, Vec<u8>>> {
     stanzas_out: u64,
 }
 
+/// The Unix time a simulation starts at, unless its configuration says.
+pub const SIM_UNIX: u64 = 1_800_000_000;
+
 impl<S: Backend + Default> Sim<S> {
     /// A relay for `config`, not connected, with every check on; virtual
     /// time starts at `origin` (the caller's one reading of a clock: there
@@ -174,8 +178,13 @@ impl<S: Backend + Default> Sim<S> {
         s
     }
 
-    /// A relay for `config`, not connected, its virtual time at `origin`.
-    pub fn with_checks(config: Config, checks: Checks, origin: Instant) -> Self {
+    /// A relay for `config`, not connected, its virtual time at `origin`
+    /// (and, unless `config` has a wall clock, at [`SIM_UNIX`]).
+    pub fn with_checks(mut config: Config, checks: Checks, origin: Instant) -> Self {
+        config.wall_clock.get_or_insert(WallClock {
+            at: origin,
+            unix_secs: SIM_UNIX,
+        });
         let check = (checks == Checks::Full)
             .then(|| XmlCheck::new(&config.domain, config.limits.max_stanza_bytes, 0));
         Sim {

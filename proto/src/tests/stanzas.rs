@@ -474,7 +474,12 @@ fn bounces_come_back_anonymised() {
         "<message from='{ALICE}' to='{b}' id='a-2'><body>x</body></message>"
     ));
     let fresh = h.one().attr("id").unwrap().to_owned();
-    h.feed(&format!("<message type='error' from='b.example' to='{a}' id='{fresh}'><error type='weird'><x xmlns='urn:other'/></error></message>"));
+    // From the recipient only: not their server's domain, nor anyone else.
+    for from in ["b.example", "carol@c.example"] {
+        h.feed(&format!("<message type='error' from='{from}' to='{a}' id='{fresh}'><error type='cancel'><gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"));
+        assert!(h.take().is_empty(), "{from}");
+    }
+    h.feed(&format!("<message type='error' from='bob@b.example/laptop' to='{a}' id='{fresh}'><error type='weird'><x xmlns='urn:other'/></error></message>"));
     assert_eq!(
         error_condition(&h.one()),
         Some(("cancel".into(), "undefined-condition".into()))

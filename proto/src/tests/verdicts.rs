@@ -245,8 +245,8 @@ fn an_error_naming_no_relayed_message_is_dropped() {
             panic!("expected a bounce, got {v:?}")
         };
         assert_eq!((b.etype, b.cond), ("wait", "recipient-unavailable"));
-        assert_eq!(b.sent.origin.sender_full(), ALICE);
-        assert_eq!(b.sent.origin.orig_id(), Some("m1"));
+        assert_eq!(b.to, ALICE);
+        assert_eq!(b.orig_id.as_deref(), Some("m1"));
     });
 }
 

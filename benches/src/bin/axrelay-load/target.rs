@@ -93,6 +93,7 @@ impl Running {
             .ok_or("an in-process relay needs a store")?;
         let mut cfg = Config::new(wire::COMPONENT, &setup.password, setup.secret.as_bytes());
         cfg.id_key = setup.id_key;
+        cfg.wall_clock = Some(axrelay_host::wall_clock());
         cfg.rates = generous_rates();
         if let Some(c) = setup.id_map_capacity {
             cfg.id_map_capacity = c;
