@@ -14,4 +14,4 @@ pub use check::{split_jid, Written, XmlCheck};
 pub use server::{
     component_header, handshake, handshake_digest, server_header, COMPONENT_NS, STREAMS_NS,
 };
-pub use sim::{Answer, Backend, Checks, Held, Sim, StoreMode, STREAM_ID};
+pub use sim::{Answer, Backend, Checks, Held, Sim, StoreMode, SIM_UNIX, STREAM_ID};

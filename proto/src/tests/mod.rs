@@ -2,6 +2,7 @@
 
 mod harness;
 mod hostile;
+mod ids;
 mod limits;
 mod logs;
 mod props;
