@@ -718,8 +718,51 @@ fn hot_standby_takes_over(runtime: &str) {
     r.finish();
 }
 
+/// Bob asks for a receipt and marks his message markable; what Alice saw.
+fn ask_for_acknowledgements(r: &mut Rig, a: &str, b: &str) -> (String, Msg) {
+    let original = format!("bob-before-{}", random_hex(4));
+    r.bob.send_ex(
+        a,
+        Some("acknowledge this after the restart"),
+        Some(&original),
+        &format!("<request xmlns='{RECEIPTS}'/><markable xmlns='{MARKERS}'/>"),
+    );
+    let seen = expect_relayed(&mut r.alice, b, "acknowledge this after the restart");
+    (original, seen)
+}
+
+/// Alice's receipt and displayed marker for `seen` reach Bob with his own
+/// id, though the relay that gave `seen` its id has restarted since (the id
+/// carries its way back, SPEC §5).
+fn acknowledged_after_the_restart(r: &mut Rig, a: &str, b: &str, original: &str, seen: &Msg) {
+    r.alice.send_ex(
+        b,
+        None,
+        None,
+        &format!("<received xmlns='{RECEIPTS}' id='{}'/>", seen.id),
+    );
+    let ack = r.bob.expect_one(None);
+    assert_eq!(ack.from, format!("{a}/{RELAY_RESOURCE}"), "{ack:#?}");
+    let received = ack
+        .child(RECEIPTS, "received")
+        .unwrap_or_else(|| panic!("no receipt after the restart: {ack:#?}"));
+    assert_eq!(received.attr("id"), Some(original), "{ack:#?}");
+    r.alice.send_ex(
+        b,
+        None,
+        None,
+        &format!("<displayed xmlns='{MARKERS}' id='{}'/>", seen.id),
+    );
+    let marker = r.bob.expect_one(None);
+    let displayed = marker
+        .child(MARKERS, "displayed")
+        .unwrap_or_else(|| panic!("no marker after the restart: {marker:#?}"));
+    assert_eq!(displayed.attr("id"), Some(original), "{marker:#?}");
+}
+
 /// With the file store, a pseudonym learnt before a restart still works
-/// after it (SPEC §1.5), in both directions.
+/// after it (SPEC §1.5), in both directions, and a receipt and a marker for
+/// a message relayed before the restart reach its sender.
 fn restart_keeps_mappings(runtime: &str) {
     // One runtime with the store encrypted, the other in clear.
     let store = if runtime == "smol" {
@@ -732,8 +775,10 @@ fn restart_keeps_mappings(runtime: &str) {
     let b = r.bob.whoami();
     r.bob.send(&a, "before the restart");
     expect_relayed(&mut r.alice, &b, "before the restart");
+    let (original, seen) = ask_for_acknowledgements(&mut r, &a, &b);
 
     r.relay.restart(&r.prosody);
+    acknowledged_after_the_restart(&mut r, &a, &b, &original, &seen);
 
     r.bob.send(&a, "after the restart");
     expect_relayed(&mut r.alice, &b, "after the restart");
@@ -1013,7 +1058,9 @@ fn receipts_and_typing_from_two_devices(runtime: &str) {
 /// The end-to-end check of the memcached store: with `[memcache]` and
 /// `encrypt`, a pseudonym learnt before a relay restart still works after
 /// it, both ways (the new process has an empty cache: the lookups go to
-/// memcached), and memcached holds neither JIDs nor pseudonyms readable.
+/// memcached), acknowledgements of a message relayed before the restart
+/// reach its sender, and memcached holds neither JIDs nor pseudonyms
+/// readable.
 fn restart_keeps_mappings_with_memcached(runtime: &str) {
     let mut memcached = Memcached::start();
     let mut r = Rig::start_with(
@@ -1028,8 +1075,10 @@ fn restart_keeps_mappings_with_memcached(runtime: &str) {
     let b = r.bob.whoami();
     r.bob.send(&a, "before the restart");
     expect_relayed(&mut r.alice, &b, "before the restart");
+    let (original, seen) = ask_for_acknowledgements(&mut r, &a, &b);
 
     r.relay.restart(&r.prosody);
+    acknowledged_after_the_restart(&mut r, &a, &b, &original, &seen);
 
     r.bob.send(&a, "after the restart");
     expect_relayed(&mut r.alice, &b, "after the restart");
