@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use axrelay_test_support::e2e::{
     assert_no_trace_of, bare, check_relayed, check_unknown_pseudonym, expect_relayed, new_resource,
-    random_secret, wait_until, Client, Memcached, Msg, Relay, RelayOptions, COMPONENT, HOST,
+    random_hex, random_secret, wait_until, Client, Memcached, Msg, Relay, RelayOptions, COMPONENT,
+    HOST,
 };
 use ejabberd::Ejabberd;
 
@@ -344,6 +345,165 @@ fn two_instances_behind_domain_balancing_share_memcached() {
     assert_eq!(relayed(&r3), 1, "relay-3 should have relayed it");
 
     finish(ej, [&mut r2, &mut r3], &mut clients);
+}
+
+const RECEIPTS: &str = "urn:xmpp:receipts";
+const MARKERS: &str = "urn:xmpp:chat-markers:0";
+const CORRECT: &str = "urn:xmpp:message-correct:0";
+
+/// SPEC §5 across instances: with `domain_balancing` by source, Bob's
+/// stanzas go through one instance and Alice's and Carol's through the
+/// other, so every answer to a message is handled by an instance that did
+/// not relay it. The receipt, the displayed marker and the bounce are
+/// translated from the sealed id alone (the mapping of the original sender
+/// from memcached); the correction is translated by the instance that
+/// relayed the message it names, which is the one its sender is pinned to.
+#[test]
+fn answers_cross_instances_behind_domain_balancing() {
+    let memcached = Memcached::start();
+    let ej = Ejabberd::start(2);
+    let users: Vec<String> = (1..=8).map(|i| format!("user-{i}")).collect();
+    for u in &users {
+        ej.register(u);
+    }
+    let opts = RelayOptions {
+        memcache: Some((memcached.addr(), random_secret())),
+        keepalive: (2, "whitespace"),
+        ..RelayOptions::default()
+    };
+    let [mut r1, mut r2] = start_relays(&ej, &opts, ["smol", "blocking"]);
+    let mut clients: Vec<Client> = users
+        .iter()
+        .map(|u| Client::login_at(ej.c2s_port, u, &new_resource()))
+        .collect();
+    let pseudonyms: Vec<String> = clients.iter_mut().map(Client::whoami).collect();
+    let bare_of = |u: &str| format!("{u}@{}", HOST);
+    let on1 = logged_senders(&r1, WHOAMI);
+    let on2 = logged_senders(&r2, WHOAMI);
+    // Bob alone on one instance, Alice and Carol on the other (the one
+    // with at least two of the users).
+    let pinned = |on: &BTreeSet<String>| -> Vec<usize> {
+        (0..users.len())
+            .filter(|&i| on.contains(&bare_of(&users[i])))
+            .collect()
+    };
+    let (p1, p2) = (pinned(&on1), pinned(&on2));
+    let (bob_side, other_side, bob_relay_is_1) = if p2.len() >= 2 && !p1.is_empty() {
+        (p1, p2, true)
+    } else {
+        (p2, p1, false)
+    };
+    assert!(
+        !bob_side.is_empty() && other_side.len() >= 2,
+        "the users did not split over both instances: {on1:?} / {on2:?}"
+    );
+    let (bob, alice, carol) = (bob_side[0], other_side[0], other_side[1]);
+    let (bob_relay, other_relay) = if bob_relay_is_1 {
+        (&r1, &r2)
+    } else {
+        (&r2, &r1)
+    };
+    let (bp, ap, cp) = (
+        pseudonyms[bob].clone(),
+        pseudonyms[alice].clone(),
+        pseudonyms[carol].clone(),
+    );
+    let other_relayed_before = relayed(other_relay);
+
+    // Bob's message, relayed by Bob's instance.
+    let original = format!("bob-{}", random_hex(4));
+    clients[bob].send_ex(
+        &ap,
+        Some("please acknowledge"),
+        Some(&original),
+        &format!("<request xmlns='{RECEIPTS}'/><markable xmlns='{MARKERS}'/>"),
+    );
+    let seen = expect_relayed(&mut clients[alice], &bp, "please acknowledge");
+    assert!(
+        logged_senders(bob_relay, RELAYED).contains(&bare_of(&users[bob])),
+        "Bob's instance did not relay his message"
+    );
+
+    // Alice's receipt and marker go through the other instance.
+    clients[alice].send_ex(
+        &bp,
+        None,
+        None,
+        &format!("<received xmlns='{RECEIPTS}' id='{}'/>", seen.id),
+    );
+    let ack = clients[bob].expect_one(None);
+    let received = ack
+        .child(RECEIPTS, "received")
+        .unwrap_or_else(|| panic!("the receipt did not cross instances: {ack:#?}"));
+    assert_eq!(received.attr("id"), Some(original.as_str()), "{ack:#?}");
+    clients[alice].send_ex(
+        &bp,
+        None,
+        None,
+        &format!("<displayed xmlns='{MARKERS}' id='{}'/>", seen.id),
+    );
+    let marker = clients[bob].expect_one(None);
+    let displayed = marker
+        .child(MARKERS, "displayed")
+        .unwrap_or_else(|| panic!("the marker did not cross instances: {marker:#?}"));
+    assert_eq!(displayed.attr("id"), Some(original.as_str()), "{marker:#?}");
+    assert_eq!(
+        relayed(other_relay),
+        other_relayed_before + 2,
+        "the other instance should have relayed the receipt and the marker"
+    );
+
+    // Alice's message and her correction, relayed by her instance, reach
+    // Bob with the id he knows it by.
+    let hers = format!("alice-{}", random_hex(4));
+    clients[alice].send_ex(&bp, Some("helo"), Some(&hers), "");
+    let first = expect_relayed(&mut clients[bob], &ap, "helo");
+    clients[alice].send_ex(
+        &bp,
+        Some("hello"),
+        None,
+        &format!("<replace xmlns='{CORRECT}' id='{hers}'/>"),
+    );
+    let fix = expect_relayed(&mut clients[bob], &ap, "hello");
+    let replace = fix
+        .child(CORRECT, "replace")
+        .unwrap_or_else(|| panic!("the correction lost its reference: {fix:#?}"));
+    assert_eq!(replace.attr("id"), Some(first.id.as_str()), "{fix:#?}");
+
+    // Carol's account goes away; ejabberd answers Bob's message to her
+    // pseudonym with an error from her address, which comes to the relay
+    // through her instance, not Bob's.
+    clients[carol].quit();
+    ej.ctl(&["unregister", &users[carol], HOST])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lost = format!("bob-lost-{}", random_hex(4));
+    clients[bob].send_ex(&cp, Some("anyone there?"), Some(&lost), "");
+    let bounce = clients[bob].expect_one(None);
+    assert_eq!(bounce.kind, "error", "expected a bounce: {bounce:#?}");
+    assert_eq!(bounce.id, lost, "{bounce:#?}");
+    assert_eq!(
+        bounce.sender_bare(),
+        cp,
+        "the bounce must come from C': {bounce:#?}"
+    );
+    assert!(
+        other_relay.log().contains(" DEBUG bounced "),
+        "the bounce was not handled by Carol's instance"
+    );
+    assert!(!bob_relay.log().contains(" DEBUG bounced "));
+
+    // Neither received anything naming the other.
+    let (lo, hi) = (alice.min(bob), alice.max(bob));
+    let (below, above) = clients.split_at_mut(hi);
+    assert_no_trace_of(&above[0], &[], &mut below[lo]);
+    assert_no_trace_of(&below[lo], &[], &mut above[0]);
+    let mut online: Vec<Client> = clients
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i != carol)
+        .map(|(_, c)| c)
+        .collect();
+    finish(ej, [&mut r1, &mut r2], &mut online);
 }
 
 /// The other side of the trade-off (SPEC §8): two instances on one domain
