@@ -177,3 +177,57 @@ fn answer(mut stream: UnixStream, admin: &Admin) -> io::Result<()> {
     }
     stream.write_all(out.as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axrelay_proto::MemoryStore;
+
+    fn admin() -> Arc<Admin> {
+        Arc::new(Admin::new(
+            Arc::new(MemoryStore::default()),
+            "axr.example",
+            b"control test secret",
+            None,
+        ))
+    }
+
+    fn exchange(path: &Path, request: &[u8]) -> String {
+        let mut s = UnixStream::connect(path).unwrap();
+        s.write_all(request).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    #[test]
+    fn a_stale_socket_is_replaced_and_requests_are_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control");
+        // A socket file nothing listens on any more.
+        drop(UnixListener::bind(&path).unwrap());
+        let socket = serve(&path, admin()).expect("serving");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(exchange(&path, b"bans\n"), "end\n");
+        assert_eq!(exchange(&path, b"junk\n"), "error malformed request\n");
+        assert_eq!(
+            exchange(&path, &[b'x'; MAX_REQUEST]),
+            "error the request is too long\n"
+        );
+        // A second relay does not take the socket of a live one.
+        assert!(serve(&path, admin()).is_none());
+        drop(socket);
+        assert!(!path.exists(), "removed at exit");
+    }
+
+    #[test]
+    fn without_its_directory_the_relay_runs_without_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(serve(&dir.path().join("missing/control"), admin()).is_none());
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"not a socket").unwrap();
+        assert!(serve(&file, admin()).is_none());
+        assert!(file.exists(), "a file that is not a socket is left alone");
+    }
+}
