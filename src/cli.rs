@@ -10,8 +10,9 @@ const EXIT_STATUS: &str = "\
 Exit status:
   0  stopped cleanly after SIGINT or SIGTERM, or the command succeeded
   1  a runtime failure: the store or the log file cannot be opened, a store
-     operation of `hash` failed, `check` could not open the store or reach
-     the server, or the relay stopped for another reason
+     operation of `hash`, `ban`, `unban` or `bans` failed, `check` could not
+     open the store or reach the server, or the relay stopped for another
+     reason
   2  a configuration or usage error; the message names file, section and key
   3  `run`: the XMPP server refused the component (wrong [relay] password, or
      the server does not know [relay] jid): fix the configuration, retrying
@@ -29,6 +30,9 @@ Exit status:
      not help";
 
 const HASH_STATUS: &str = "\
+With --lookup, the running relay is asked through its control socket
+([relay] control); when no relay answers there, the store is opened directly.
+
 Exit status:
   0  every JID was hashed (with --lookup: every pseudonym was found)
   1  a runtime failure: the store or the log file cannot be opened, or a store
@@ -36,6 +40,18 @@ Exit status:
   2  a configuration or usage error (an argument that is not a JID, too); the
      message names file, section and key
   4  with --lookup: a pseudonym was not found (printed as `PSEUDONYM => None`)";
+
+const BAN_STATUS: &str = "\
+Exit status:
+  0  done (also when there was nothing to change)
+  1  a runtime failure: the store cannot be opened or failed, the ban list in
+     it cannot be read, or the running relay reported an error
+  2  a configuration or usage error (an argument that is not a pseudonym,
+     too); the message names file, section and key";
+
+const OPERATOR_ABOUT: &str = "\
+The command asks the running relay through its control socket ([relay]
+control); when no relay answers there, it opens the store itself.";
 
 const CHECK_STATUS: &str = "\
 Exit status:
@@ -85,6 +101,17 @@ pub enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Ban a pseudonym: its messages, and messages to it, are refused with
+    /// `forbidden` by every relay instance sharing the store, within a
+    /// second.
+    #[command(after_help = BAN_STATUS, after_long_help = format!("{OPERATOR_ABOUT}\n\n{BAN_STATUS}"))]
+    Ban(BanArgs),
+    /// Lift the ban on a pseudonym.
+    #[command(after_help = BAN_STATUS, after_long_help = format!("{OPERATOR_ABOUT}\n\n{BAN_STATUS}"))]
+    Unban(UnbanArgs),
+    /// List the banned pseudonyms: pseudonym, when banned (UTC), reason.
+    #[command(after_help = BAN_STATUS, after_long_help = format!("{OPERATOR_ABOUT}\n\n{BAN_STATUS}"))]
+    Bans(BansArgs),
     /// Print the running relay's figures, read from its metrics endpoint
     /// (`[metrics] listen`); exit 2 when that is not set, 1 when nothing
     /// answers there.
@@ -159,7 +186,52 @@ pub struct HashArgs {
     /// (`PSEUDONYM => REAL`, or `PSEUDONYM => None`).
     #[arg(short = 'l', long)]
     pub lookup: bool,
+    /// Say whether the running relay answered (through its control
+    /// socket) or the store was opened directly.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
     /// JIDs (or pseudonyms, with --lookup).
     #[arg(value_name = "JID", required = true)]
     pub jids: Vec<String>,
+}
+
+/// Options of the commands that change or read the ban list.
+#[derive(Debug, Args)]
+pub struct Operator {
+    #[command(flatten)]
+    pub common: Common,
+    /// Say whether the running relay answered (through its control
+    /// socket) or the store was opened directly.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+}
+
+/// `axrelay ban`.
+#[derive(Debug, Args)]
+pub struct BanArgs {
+    #[command(flatten)]
+    pub operator: Operator,
+    /// Why, for the list (one line, at most 256 bytes).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub reason: String,
+    /// The pseudonym: `LOCALPART@DOMAIN`, or the 45-character localpart.
+    #[arg(value_name = "PSEUDONYM")]
+    pub pseudonym: String,
+}
+
+/// `axrelay unban`.
+#[derive(Debug, Args)]
+pub struct UnbanArgs {
+    #[command(flatten)]
+    pub operator: Operator,
+    /// The pseudonym: `LOCALPART@DOMAIN`, or the 45-character localpart.
+    #[arg(value_name = "PSEUDONYM")]
+    pub pseudonym: String,
+}
+
+/// `axrelay bans`.
+#[derive(Debug, Args)]
+pub struct BansArgs {
+    #[command(flatten)]
+    pub operator: Operator,
 }

@@ -25,6 +25,9 @@ fn main() -> ExitCode {
         Command::Check(args) => commands::check::check(&args),
         Command::Secret => commands::secret::secret(),
         Command::Hash(args) => commands::hash::hash(&args),
+        Command::Ban(args) => commands::ban::ban(&args),
+        Command::Unban(args) => commands::ban::unban(&args),
+        Command::Bans(args) => commands::ban::bans(&args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -1093,3 +1093,126 @@ fn status_without_metrics_or_without_a_relay_fails_clearly() {
         text(&out.stderr)
     );
 }
+
+/// A file store and a control socket path in `dir`, where no relay runs.
+fn ban_config(dir: &Dir) -> PathBuf {
+    let store = format!(
+        "[local_storage]\npath = {}\nencrypt = {GOOD_ENCRYPT}\n",
+        dir.path("p.db").display()
+    );
+    let text = config(9, "", &store).replace(
+        "keepalive = 60\n",
+        &format!(
+            "keepalive = 60\ncontrol = {}\n",
+            dir.path("control").display()
+        ),
+    );
+    dir.write("a.conf", &text)
+}
+
+#[test]
+fn ban_unban_and_bans_open_the_store_when_no_relay_runs() {
+    let dir = Dir::new();
+    let conf = ban_config(&dir);
+    let alice = pseudonym_of("alice@example.com");
+    let local = alice.split('@').next().unwrap();
+
+    let out = axrelay(&[
+        "ban",
+        "-v",
+        "-c",
+        p(&conf),
+        &alice,
+        "--reason",
+        "spam, twice",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{alice} banned\n"));
+    assert!(
+        text(&out.stderr).contains("no relay answers at") && text(&out.stderr).contains("directly"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The localpart alone, in capitals too, names the same pseudonym.
+    let out = axrelay(&["ban", "-c", p(&conf), &local.to_uppercase()]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{alice} was banned already\n"));
+    // Without -v, nothing says which way was taken.
+    assert_eq!(text(&out.stderr), "");
+
+    let out = axrelay(&["bans", "-c", p(&conf)]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let listed = text(&out.stdout);
+    let fields: Vec<&str> = listed.trim_end().splitn(3, "  ").collect();
+    assert_eq!(fields.len(), 3, "{listed}");
+    assert_eq!(fields[0], alice);
+    assert!(
+        fields[1].ends_with('Z') && fields[1].len() == 20,
+        "{listed}"
+    );
+    assert_eq!(fields[2], "spam, twice");
+
+    // Sealed: the file names neither the pseudonym nor the reason.
+    let raw = std::fs::read(dir.path("p.db")).unwrap();
+    for needle in [local.as_bytes(), b"spam"] {
+        assert!(!raw.windows(needle.len()).any(|w| w == needle));
+    }
+
+    let out = axrelay(&["unban", "-c", p(&conf), &alice]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{alice} unbanned\n"));
+    let out = axrelay(&["unban", "-c", p(&conf), &alice]);
+    assert_eq!(text(&out.stdout), format!("{alice} was not banned\n"));
+    let out = axrelay(&["bans", "-c", p(&conf)]);
+    assert_eq!((code(&out), text(&out.stdout)), (0, String::new()));
+}
+
+#[test]
+fn ban_refuses_what_is_not_a_pseudonym_with_status_2() {
+    let dir = Dir::new();
+    let conf = ban_config(&dir);
+    let alice = pseudonym_of("alice@example.com");
+    let local = alice.split('@').next().unwrap();
+    for bad in [
+        "alice@example.com".to_owned(),
+        format!("{local}@other.example"),
+        format!("{alice}/a"),
+        local[1..].to_owned(),
+        "".to_owned(),
+    ] {
+        let out = axrelay(&["ban", "-c", p(&conf), &bad]);
+        assert_eq!(code(&out), 2, "{bad}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("is not a pseudonym of this relay"),
+            "{bad}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = axrelay(&["ban", "-c", p(&conf), &alice, "--reason", "two\nlines"]);
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    let out = axrelay(&["ban", "-c", p(&conf)]);
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("<PSEUDONYM>"));
+    let out = axrelay(&["unban", "-c", p(&conf), "x", "y"]);
+    assert_eq!(code(&out), 2);
+    // Nothing was written.
+    assert!(!dir.path("p.db").exists());
+}
+
+#[test]
+fn a_control_path_that_cannot_be_a_socket_is_a_config_error() {
+    let dir = Dir::new();
+    let long = format!("/tmp/{}", "x".repeat(120));
+    let text_conf = config(9, "", "").replace(
+        "keepalive = 60\n",
+        &format!("keepalive = 60\ncontrol = {long}\n"),
+    );
+    let conf = dir.write("a.conf", &text_conf);
+    let out = axrelay(&["bans", "-c", p(&conf)]);
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("[relay] control"),
+        "{}",
+        text(&out.stderr)
+    );
+}

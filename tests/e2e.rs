@@ -127,6 +127,7 @@ both_runtimes!(
     pseudonym_stable_across_logins,
     unknown_pseudonym_is_item_not_found,
     rate_limit_refuses_the_excess,
+    a_ban_through_the_control_socket_refuses_within_a_second,
     bounce_when_recipient_offline,
     offline_storage_delivers_at_next_login,
     unicode_and_large_bodies_byte_identical,
@@ -243,6 +244,113 @@ fn rate_limit_refuses_the_excess(runtime: &str) {
     r.alice.send(&b, "another sender is fine");
     expect_relayed(&mut r.bob, &a, "another sender is fine");
     r.finish();
+}
+
+/// `forbidden` (`cancel`) from `from`.
+fn assert_forbidden(m: &Msg, from: &str) {
+    assert_eq!(
+        m.error,
+        Some(("cancel".to_owned(), "forbidden".to_owned())),
+        "{m:#?}"
+    );
+    assert_eq!(bare(&m.from), from, "the error comes from {from}: {m:#?}");
+}
+
+/// `axrelay ARGS` beside the running relay: it must succeed and say that the
+/// relay answered (through its control socket). Its standard output.
+fn through_the_relay(relay: &Relay, args: &[&str]) -> String {
+    let out = relay.command(args);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{args:?}: {stdout}{stderr}");
+    assert!(
+        stderr.contains("answered by the running relay"),
+        "{args:?} did not go through the relay: {stderr}"
+    );
+    stdout
+}
+
+/// SPEC §5, §7: with the file store (which the relay holds), `axrelay ban`
+/// reaches the running relay through its control socket; within about a
+/// second the banned sender gets `forbidden` and the recipient nothing,
+/// messages to the banned pseudonym are refused too, others go on; `bans`
+/// lists it, `hash --lookup` works beside the relay, `unban` restores it.
+fn a_ban_through_the_control_socket_refuses_within_a_second(runtime: &str) {
+    let mut r = Rig::start(runtime, ProsodyOptions::default(), Store::File);
+    let a = r.alice.whoami();
+    let b = r.bob.whoami();
+    let mut carol = Client::login_new(&r.prosody, &r.prosody.account("carol"));
+    let c = carol.whoami();
+    r.bob.send(&a, "before the ban");
+    expect_relayed(&mut r.alice, &b, "before the ban");
+
+    // The relay's user (and root) only.
+    let mode = std::fs::metadata(r.relay.control_path())
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+    assert_eq!(mode.ok(), Some(0o600));
+
+    // An abuse report names B': who is it?
+    let found = through_the_relay(&r.relay, &["hash", "-v", "--lookup", &b]);
+    assert_eq!(
+        found,
+        format!(
+            "{b} => {}
+",
+            r.bob.bare()
+        )
+    );
+
+    let said = through_the_relay(&r.relay, &["ban", "-v", &b, "--reason", "abuse report 1"]);
+    assert_eq!(
+        said,
+        format!(
+            "{b} banned
+"
+        )
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+
+    r.bob.send(&a, "after the ban");
+    assert_forbidden(&r.bob.expect_one(None), &a);
+    r.bob.send(COMPONENT, "/whoami");
+    assert_forbidden(&r.bob.expect_one(None), COMPONENT);
+    r.alice.send(&b, "to the banned one");
+    assert_forbidden(&r.alice.expect_one(None), &b);
+    r.alice.expect_none(Duration::from_secs(1));
+    carol.send(&a, "another sender is fine");
+    expect_relayed(&mut r.alice, &c, "another sender is fine");
+
+    let listed = through_the_relay(&r.relay, &["bans", "-v"]);
+    assert!(
+        listed.starts_with(&format!("{b}  ")) && listed.trim_end().ends_with("  abuse report 1"),
+        "{listed}"
+    );
+    let log = r.relay.log();
+    assert!(
+        log.contains(&format!("control socket: ban {}", local_of(&b))),
+        "{log}"
+    );
+    assert!(!log.contains(&r.bob.bare()), "the log names bob");
+
+    let said = through_the_relay(&r.relay, &["unban", "-v", &b]);
+    assert_eq!(
+        said,
+        format!(
+            "{b} unbanned
+"
+        )
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    r.bob.send(&a, "after the unban");
+    expect_relayed(&mut r.alice, &b, "after the unban");
+    carol.quit();
+    r.finish();
+}
+
+fn local_of(pseudonym: &str) -> &str {
+    pseudonym.split('@').next().unwrap_or(pseudonym)
 }
 
 /// SPEC §5: a pseudonym nobody has → item-not-found from that pseudonym.

@@ -39,7 +39,7 @@ impl StatsTicker {
 pub fn stats_line(s: &Stats, reconnects: u64) -> String {
     format!(
         "stats: stanzas in {}, relayed {}, bounced {}, rejected {}, dropped {}, oversized {}, \
-         rate-limited {}, whoami {}, lookups {}, writes {}, cache hits {}, store errors {}, \
+         rate-limited {}, banned {}, whoami {}, lookups {}, writes {}, cache hits {}, store errors {}, \
          poisoned {}, sessions {}, reconnects {}",
         s.stanzas_in,
         s.relayed,
@@ -48,6 +48,7 @@ pub fn stats_line(s: &Stats, reconnects: u64) -> String {
         s.dropped,
         s.oversized,
         s.rate_limited,
+        s.banned,
         s.whoami,
         s.lookups,
         s.writes,

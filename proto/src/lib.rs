@@ -67,8 +67,10 @@ mod action;
 pub mod seal;
 pub mod store;
 
-// Rate limits, checked while deciding.
+// Rate limits and operator bans, checked while deciding.
 mod rate;
+
+pub mod bans;
 
 // Around it all: the configuration, the store's health in the log, the
 // counters.
@@ -77,6 +79,7 @@ mod health;
 mod stats;
 
 pub use action::{Action, DisconnectReason, OpId, StoreOutcome};
+pub use bans::record::{Ban, BanError};
 pub use config::{Config, ConfigError, KeepaliveMode, Limit, Limits, WallClock};
 pub use jid::Jid;
 pub use pseudonym::{IdentityMode, Pseudonymizer};

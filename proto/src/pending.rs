@@ -215,6 +215,13 @@ impl Pending {
         Some((self.insert_op(&need, Vec::new(), true, deadline), need))
     }
 
+    /// A fresh id for an operation kept outside the queues (the ban
+    /// list's): ids never repeat, so answers cannot be confused.
+    pub(crate) fn new_id(&mut self) -> OpId {
+        self.next_op += 1;
+        OpId(self.next_op)
+    }
+
     fn insert_op(
         &mut self,
         need: &Need,

@@ -10,6 +10,7 @@ use data_encoding::HEXLOWER;
 use sha1::{Digest, Sha1};
 
 use crate::action::{Action, DisconnectReason, OpId, StoreOutcome};
+use crate::bans::Bans;
 use crate::cache::{GenMap, Keyed};
 use crate::config::{Config, ConfigError, KeepaliveMode};
 use crate::element::Element;
@@ -77,6 +78,7 @@ pub struct Relay {
     pub(crate) ids: IdMap,
     pub(crate) pending: Pending,
     pub(crate) limiter: Limiter,
+    pub(crate) bans: Bans,
     state: State,
     framer: Option<Framer>,
     frames: Vec<Frame>,
@@ -104,9 +106,11 @@ impl Relay {
     pub fn new(config: Config) -> Result<Relay, ConfigError> {
         config.validate()?;
         let key = config.id_key;
+        let codec = StoreCodec::new(config.encrypt);
         Ok(Relay {
             pseudo: Pseudonymizer::new(&config.secret),
-            codec: StoreCodec::new(config.encrypt),
+            bans: Bans::new(&codec, &config.domain),
+            codec,
             writer: Writer::new(&config.domain, config.limits.max_stanza_bytes),
             out: BytesMut::with_capacity(16 * 1024),
             actions: VecDeque::new(),
@@ -214,6 +218,9 @@ impl Relay {
             self.settle(op, Settled::Failed, now);
         }
         self.health.poisoned(self.stats.poisoned, now);
+        if self.is_online() {
+            self.bans_timeout(now);
+        }
         match self.state {
             State::Idle => {}
             State::AwaitHeader { deadline } if now >= deadline => {
@@ -267,6 +274,9 @@ impl Relay {
     /// operation that timed out or went with its connection settles no
     /// stanza; a late failure still counts against the store.
     pub fn handle_store(&mut self, op: OpId, outcome: StoreOutcome, now: Instant) {
+        if self.bans_answer(op, &outcome, now) {
+            return;
+        }
         let settled = self.settle_outcome(op, outcome, now);
         self.settle(op, settled, now);
         if matches!(self.state, State::Draining { .. }) && self.pending.is_empty() {
@@ -278,6 +288,7 @@ impl Relay {
     /// waiting ones, close the stream and wait briefly for the server's close.
     /// Ends with `Action::Disconnect(Shutdown)`.
     pub fn shutdown(&mut self, now: Instant) {
+        self.bans_offline();
         match self.state {
             State::Idle => self
                 .actions
@@ -308,6 +319,11 @@ impl Relay {
     /// When to call [`Relay::handle_timeout`] next; `None` when nothing is timed.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let store = self.pending.next_deadline();
+        let bans = self.is_online().then(|| self.bans.deadline()).flatten();
+        let store = match (store, bans) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let conn = match self.state {
             State::Idle => None,
             State::AwaitHeader { deadline }
@@ -385,6 +401,7 @@ impl Relay {
                             ping_deadline: None,
                         };
                         self.actions.push_back(Action::Online);
+                        self.bans_online(now);
                     }
                     State::Online { .. } => {
                         self.stats.stanzas_in += 1;
@@ -467,6 +484,7 @@ impl Relay {
     }
 
     fn reset_connection(&mut self) {
+        self.bans_offline();
         self.framer = None;
         self.pending.clear();
         self.frames.clear();
@@ -474,6 +492,7 @@ impl Relay {
     }
 
     fn disconnect(&mut self, reason: DisconnectReason) {
+        self.bans_offline();
         self.framer = None;
         self.pending.clear();
         self.state = State::Idle;

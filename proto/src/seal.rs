@@ -49,13 +49,18 @@ impl StoreCodec {
         self.encrypt.is_some()
     }
 
-    fn mac224(key: &[u8], msg: &[u8]) -> [u8; 28] {
+    /// The `encrypt` key, for the ban list's record (`bans/record.rs`).
+    pub(crate) fn encrypt_key(&self) -> Option<&[u8; 32]> {
+        self.encrypt.as_deref()
+    }
+
+    pub(crate) fn mac224(key: &[u8], msg: &[u8]) -> [u8; 28] {
         let mut m = Hmac::<Sha224>::new_from_slice(key).expect("any key length");
         m.update(msg);
         m.finalize().into_bytes().into()
     }
 
-    fn mac256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    pub(crate) fn mac256(key: &[u8], msg: &[u8]) -> [u8; 32] {
         let mut m = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
         m.update(msg);
         m.finalize().into_bytes().into()

@@ -89,13 +89,15 @@ pub enum RejectReason {
     RemoteServerTimeout,
     /// `resource-constraint`: too many stanzas waiting on the store.
     ResourceConstraint,
+    /// `forbidden`: the sender or the recipient is banned.
+    Forbidden,
     /// A bot answer, presence or IQ result too large to write.
     Unwritable,
 }
 
 impl RejectReason {
     /// How many reasons there are.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
     /// Every reason, in label order.
     pub const ALL: [RejectReason; RejectReason::COUNT] = [
         RejectReason::BadRequest,
@@ -106,6 +108,7 @@ impl RejectReason {
         RejectReason::PolicyViolation,
         RejectReason::RemoteServerTimeout,
         RejectReason::ResourceConstraint,
+        RejectReason::Forbidden,
         RejectReason::Unwritable,
     ];
 
@@ -120,6 +123,7 @@ impl RejectReason {
             RejectReason::PolicyViolation => "policy-violation",
             RejectReason::RemoteServerTimeout => "remote-server-timeout",
             RejectReason::ResourceConstraint => "resource-constraint",
+            RejectReason::Forbidden => "forbidden",
             RejectReason::Unwritable => "unwritable",
         }
     }
@@ -158,6 +162,8 @@ pub struct Stats {
     pub poisoned: u64,
     /// Stanzas refused for a rate limit.
     pub rate_limited: u64,
+    /// Stanzas refused because their sender or recipient is banned.
+    pub banned: u64,
     /// Connections whose handshake succeeded.
     pub sessions: u64,
 }

@@ -5,21 +5,21 @@
 //! (stringprep), so the output is what the relay would compute. Output is
 //! `JID => PSEUDONYM` with the bare pseudonym, as `/whoami` answers it.
 
-use std::sync::Arc;
-
-use axrelay::config::{HashSettings, Settings, StoreSettings};
+use axrelay::config::{HashSettings, Settings};
+use axrelay::control::{Answer, Request};
 use axrelay::logging;
-use axrelay::store;
-use axrelay_proto::{Jid, Pseudonymizer, Store, StoreCodec};
+use axrelay_proto::pseudonym::Local;
+use axrelay_proto::{Jid, Pseudonymizer, StoreCodec};
 
-use super::{start, Status};
+use super::operator::Operator;
+use super::{config, open_store, start, Status};
 use crate::cli::HashArgs;
 
 /// Run `hash`; the status follows `--help`.
 pub fn hash(args: &HashArgs) -> Status {
     let result = start(&args.common).and_then(|(settings, _)| {
         if args.lookup {
-            lookup(&settings, &args.jids)
+            lookup(&settings, &args.jids, args.verbose)
         } else {
             compute(&settings, &args.jids, args.store)
         }
@@ -27,26 +27,6 @@ pub fn hash(args: &HashArgs) -> Status {
     match result {
         Ok(status) | Err(status) => status,
     }
-}
-
-fn config<T>(r: Result<T, axrelay::config::ConfigError>) -> Result<T, Status> {
-    r.map_err(|e| {
-        logging::fatal(e);
-        Status::Config
-    })
-}
-
-fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, Status> {
-    if !settings.is_persistent() {
-        log::warn!(
-            "no [local_storage] path and no [memcache] configured: nothing is kept after this \
-             command"
-        );
-    }
-    store::open(settings).map_err(|e| {
-        logging::fatal(format!("cannot open the mapping store: {e}"));
-        Status::Failure
-    })
 }
 
 /// A typed JID, normalised like the server does.
@@ -117,12 +97,9 @@ fn pseudonym_parts(typed: &str, hash: &HashSettings) -> Result<(String, String),
     Ok((local, jid.domain().to_owned()))
 }
 
-fn lookup(settings: &Settings, pseudonyms: &[String]) -> Result<Status, Status> {
-    let hash = config(settings.hash())?;
-    let store_settings = config(settings.store())?;
-    let store = open_store(&store_settings)?;
-    let codec = StoreCodec::new(store_settings.encrypt());
-    let verifier = Pseudonymizer::new(hash.secret.as_bytes());
+fn lookup(settings: &Settings, pseudonyms: &[String], verbose: bool) -> Result<Status, Status> {
+    let mut operator = Operator::new(settings, verbose)?;
+    let hash = operator.hash().clone();
     let mut status = Status::Ok;
     let mut missing = false;
     for typed in pseudonyms {
@@ -140,24 +117,29 @@ fn lookup(settings: &Settings, pseudonyms: &[String]) -> Result<Status, Status> 
             missing = true;
             continue;
         }
-        if !Pseudonymizer::is_well_formed(&local) {
+        let Some(local) = Local::parse(&local) else {
             println!("{typed} => None");
             missing = true;
             continue;
-        }
-        match store.get(&codec.key(&local, &domain)) {
-            Ok(value) => {
-                // A value that does not open, or names someone whose
-                // pseudonym is another, is a poisoned entry: a miss.
-                let real = value
-                    .and_then(|v| codec.open(&local, &domain, &v))
-                    .filter(|identity| verifier.verify(&local, identity));
+        };
+        // A poisoned entry (one that does not open, or names someone whose
+        // pseudonym is another) is a miss there too.
+        match operator.perform(&Request::Lookup(local)) {
+            Ok(Answer::Found(real)) => {
                 println!("{typed} => {}", real.as_deref().unwrap_or("None"));
                 missing |= real.is_none();
             }
-            Err(e) => {
-                logging::fatal(format!("{typed}: lookup failed: {e}"));
+            Ok(_) => {
+                logging::fatal(format!("{typed}: lookup failed: an unexpected answer"));
                 status = status.max(Status::Failure);
+            }
+            Err(failed) => {
+                status = status.max(failed);
+                // Neither the relay nor the store can be reached: the
+                // others would fail the same way.
+                if !operator.reached() {
+                    break;
+                }
             }
         }
     }

@@ -1,13 +1,19 @@
 //! One module per sub-command, and what they share.
 
+pub mod ban;
 pub mod check;
 pub mod hash;
+mod operator;
 pub mod run;
 pub mod secret;
 pub mod status;
 
-use axrelay::config::Settings;
+use std::sync::Arc;
+
+use axrelay::config::{Settings, StoreSettings};
 use axrelay::logging;
+use axrelay::store;
+use axrelay_proto::Store;
 
 use crate::cli::Common;
 
@@ -64,4 +70,26 @@ fn random_key() -> Result<[u8; 32], Status> {
         Status::Failure
     })?;
     Ok(key)
+}
+
+/// A configuration value, or its error reported (status 2).
+fn config<T>(r: Result<T, axrelay::config::ConfigError>) -> Result<T, Status> {
+    r.map_err(|e| {
+        logging::fatal(e);
+        Status::Config
+    })
+}
+
+/// The store, opened by a command rather than by `run`.
+fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, Status> {
+    if !settings.is_persistent() {
+        log::warn!(
+            "no [local_storage] path and no [memcache] configured: nothing is kept after this \
+             command"
+        );
+    }
+    store::open(settings).map_err(|e| {
+        logging::fatal(format!("cannot open the mapping store: {e}"));
+        Status::Failure
+    })
 }

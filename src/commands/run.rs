@@ -3,7 +3,9 @@
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
+use axrelay::admin::Admin;
 use axrelay::config::{relay_config, secrets, Runtime, Settings, StoreSettings};
+use axrelay::control;
 use axrelay::logging;
 use axrelay::store::{self, MemcachedStore};
 use axrelay_host::metrics::{http, Metrics};
@@ -58,7 +60,21 @@ fn try_run(args: &RunArgs) -> Result<Status, Status> {
         );
     }
 
+    let control_at = settings.control().map_err(|e| {
+        logging::fatal(e);
+        Status::Config
+    })?;
     let store = open_store(&plan.store)?;
+    // Removed again when `run` returns.
+    let _control = control_at.and_then(|path| {
+        let admin = Admin::new(
+            store.clone(),
+            &plan.config.domain,
+            &plan.config.secret,
+            plan.store.encrypt(),
+        );
+        control::server::serve(&path, Arc::new(admin))
+    });
     if let Some(addr) = metrics_at {
         plan.options.metrics = Some(serve_metrics(addr)?);
     }

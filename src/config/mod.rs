@@ -22,6 +22,13 @@ pub use document::{Document, SyntaxError};
 /// Where `-c` points by default.
 pub const DEFAULT_PATH: &str = "/etc/axrelay.conf";
 
+/// Default `[relay] control`: the running relay's control socket, in the
+/// directory systemd makes for it (`RuntimeDirectory=axrelay`).
+pub const DEFAULT_CONTROL: &str = "/run/axrelay/control";
+
+/// The longest path a Unix socket can have (`sun_path`, less its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
 /// Default `[memcache] timeout`: connect, read and write, each.
 pub const DEFAULT_MEMCACHE_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -41,6 +48,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "handshake_timeout",
             "server_domain",
             "stats_interval",
+            "control",
         ],
     ),
     ("hash", &["secret", "domain", "identity", "resource"]),
@@ -505,6 +513,22 @@ impl Settings {
                 })?
                 .unwrap_or(Duration::from_secs(STATS_INTERVAL.0)),
         })
+    }
+
+    /// `[relay] control`: the control socket's path, or `None` for `none`.
+    /// Read without the rest of `[relay]`, so that `ban` and `hash` work
+    /// with a file that has only what they need.
+    pub fn control(&self) -> Result<Option<PathBuf>, ConfigError> {
+        match self.get("relay", "control") {
+            None => Ok(Some(PathBuf::from(DEFAULT_CONTROL))),
+            Some("none") => Ok(None),
+            Some(path) if path.len() > MAX_SOCKET_PATH => Err(self.invalid(
+                "relay",
+                "control",
+                format!("a socket path is at most {MAX_SOCKET_PATH} bytes"),
+            )),
+            Some(path) => Ok(Some(PathBuf::from(path))),
+        }
     }
 
     /// `[metrics]`: where to serve them, if anywhere. Only a loopback

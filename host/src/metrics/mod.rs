@@ -99,6 +99,7 @@ struct Inner {
     rejected: Vec<Counter>,
     oversized: Counter,
     rate_limited: Counter,
+    banned: Counter,
     whoami: Counter,
     lookups: Counter,
     writes: Counter,
@@ -189,6 +190,11 @@ impl Metrics {
         );
         let oversized = counter(&mut r, "oversized", "Stanzas skipped for exceeding a limit");
         let rate_limited = counter(&mut r, "rate_limited", "Stanzas refused for a rate limit");
+        let banned = counter(
+            &mut r,
+            "banned",
+            "Stanzas refused because their sender or recipient is banned",
+        );
         let whoami = counter(&mut r, "whoami", "/whoami answers");
         let lookups = counter(&mut r, "store_lookups", "Store lookups issued by the relay");
         let writes = counter(&mut r, "store_writes", "Store writes issued by the relay");
@@ -258,6 +264,7 @@ impl Metrics {
             rejected,
             oversized,
             rate_limited,
+            banned,
             whoami,
             lookups,
             writes,
@@ -321,6 +328,7 @@ impl Metrics {
         }
         add(&m.oversized, s.oversized, l.oversized);
         add(&m.rate_limited, s.rate_limited, l.rate_limited);
+        add(&m.banned, s.banned, l.banned);
         add(&m.whoami, s.whoami, l.whoami);
         add(&m.lookups, s.lookups, l.lookups);
         add(&m.writes, s.writes, l.writes);

@@ -17,6 +17,7 @@ const FAMILIES: &[&str] = &[
     "axrelay_rejected",
     "axrelay_oversized",
     "axrelay_rate_limited",
+    "axrelay_banned",
     "axrelay_whoami",
     "axrelay_store_lookups",
     "axrelay_store_writes",

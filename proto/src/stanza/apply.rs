@@ -15,7 +15,9 @@ use crate::rate::{Counted, Over};
 use crate::relay::Relay;
 use crate::stats::{DropReason, RejectReason};
 
-use super::verdict::{Bounce, IqAnswer, PresenceAnswer, Relayed, Sender, Verdict, WriteState};
+use super::verdict::{
+    BanRole, Bounce, IqAnswer, PresenceAnswer, Relayed, Sender, Verdict, WriteState,
+};
 use super::{kept_type, Incoming};
 
 const HELP: &str = "This is a pseudonymous relay.\n\
@@ -49,6 +51,7 @@ impl Relay {
             Verdict::Presence { to, local, answer } => self.presence_answer(to, *local, *answer),
             Verdict::Iq { from, to, answer } => self.iq_answer(st.head, from, to, *answer),
             Verdict::Limited { sender, over } => self.limited(st, sender, *over, now),
+            Verdict::Banned { local, role } => self.refuse_banned(st, local, *role, now),
             Verdict::Wait(_) => debug_assert!(false, "a waiting stanza is queued, not applied"),
         }
     }
@@ -120,6 +123,31 @@ impl Relay {
             log::warn!(
                 "rate limit: a sender is over {limit}; {refused} refused since the last such line"
             );
+        }
+    }
+
+    /// Refused for a ban: the error, the counter, and at most one log line
+    /// a minute per banned pseudonym (naming no JID without
+    /// `--log-sensitive`).
+    fn refuse_banned(&mut self, st: Incoming<'_>, local: &Local, role: BanRole, now: Instant) {
+        self.stats.banned += 1;
+        self.reply_error(st.el, "cancel", RejectReason::Forbidden);
+        let Some(refused) = self.bans.refused(local, now) else {
+            return;
+        };
+        match role {
+            BanRole::Sender if self.cfg.log_sensitive => log::info!(
+                "ban: {} ({local}@{}) is banned; {refused} of its stanzas refused since the last \
+                 such line",
+                st.head.from.unwrap_or("?"),
+                self.cfg.domain
+            ),
+            BanRole::Sender => log::info!(
+                "ban: {local} is banned; {refused} of its stanzas refused since the last such line"
+            ),
+            BanRole::Recipient => log::info!(
+                "ban: {local} is banned; {refused} stanzas to it refused since the last such line"
+            ),
         }
     }
 

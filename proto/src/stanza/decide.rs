@@ -15,8 +15,8 @@ use crate::rate::Counted;
 use crate::relay::Relay;
 
 use super::verdict::{
-    Bounce, Dropped, IqAnswer, PresenceAnswer, RejectReason, Relayed, Sender, Verdict, Wait,
-    WriteState,
+    BanRole, Bounce, Dropped, IqAnswer, PresenceAnswer, RejectReason, Relayed, Sender, Verdict,
+    Wait, WriteState,
 };
 use super::Incoming;
 
@@ -146,6 +146,9 @@ impl Relay {
             return error("wait", RejectReason::InternalServerError);
         }
         let sender = self.sender(&from, now);
+        if let Some(banned) = self.banned(&sender.local, BanRole::Sender) {
+            return banned;
+        }
         if let Some(limited) = self.over_limit(res, &sender, Counted::Whoami, now) {
             return limited;
         }
@@ -183,7 +186,13 @@ impl Relay {
         let Some(recipient_local) = recipient_local else {
             return error("cancel", RejectReason::ItemNotFound);
         };
+        if let Some(banned) = self.banned(&recipient_local, BanRole::Recipient) {
+            return banned;
+        }
         let sender = self.sender(&from, now);
+        if let Some(banned) = self.banned(&sender.local, BanRole::Sender) {
+            return banned;
+        }
         if let Some(limited) = self.over_limit(res, &sender, Counted::Message, now) {
             return limited;
         }
@@ -213,6 +222,15 @@ impl Relay {
                 recipient_gen: recipient.map(|(_, gen)| (local, gen)),
             }),
         }
+    }
+
+    /// A stanza refused for a ban; nothing is looked up while no one is
+    /// banned.
+    fn banned(&self, local: &Local, role: BanRole) -> Option<Verdict<'static>> {
+        (self.bans.any() && self.bans.holds(local)).then_some(Verdict::Banned {
+            local: *local,
+            role,
+        })
     }
 
     /// A stanza over a rate limit, when it is first decided (a stanza that

@@ -51,6 +51,16 @@ pub(crate) enum Verdict<'a> {
     /// Over a rate limit: `policy-violation` (`wait`) to the sender, from
     /// the address it wrote to.
     Limited { sender: Local, over: Over },
+    /// The sender or the recipient is banned: `forbidden` (`cancel`) to the
+    /// sender, from the address it wrote to.
+    Banned { local: Local, role: BanRole },
+}
+
+/// Whose ban refused a stanza.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BanRole {
+    Sender,
+    Recipient,
 }
 
 /// The sender's pseudonym, as the caches gave it.

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use super::check::{Written, XmlCheck};
 use super::server::{component_header, handshake, server_header};
 use crate::{
-    Action, Config, DisconnectReason, MemoryStore, Relay, Store, StoreError, StoreOutcome,
-    WallClock,
+    Action, Config, DisconnectReason, MemoryStore, Relay, Store, StoreCodec, StoreError,
+    StoreOutcome, WallClock,
 };
 
 /// The stream id the simulated server gives every connection.
@@ -142,10 +142,14 @@ pub struct Sim<S: Backend = HashMap<String, Vec<u8>>> {
     pub disconnects: Vec<DisconnectReason>,
     /// `Online` actions seen.
     pub online: u64,
-    /// Lookups answered from the store.
+    /// Lookups answered from the store (the ban list's reads not counted).
     pub gets: u64,
-    /// Writes that reached the store.
+    /// Writes that reached the store (the ban list's not counted).
     pub puts: u64,
+    /// Store operations on the ban list's record, asked for.
+    pub ban_ops: u64,
+    /// The ban list's store key.
+    pub bans_key: String,
     /// Connection counter.
     pub conn: u32,
     /// Bytes fed.
@@ -187,8 +191,11 @@ impl<S: Backend + Default> Sim<S> {
         });
         let check = (checks == Checks::Full)
             .then(|| XmlCheck::new(&config.domain, config.limits.max_stanza_bytes, 0));
+        let bans_key = crate::bans::record::key(&StoreCodec::new(config.encrypt), &config.domain);
         Sim {
             relay: Relay::new(config).expect("the simulated configuration is valid"),
+            ban_ops: 0,
+            bans_key,
             now: origin,
             store: S::default(),
             mode: StoreMode::Auto,
@@ -369,6 +376,12 @@ impl<S: Backend> Sim<S> {
                     }
                     a @ (Action::Get { .. } | Action::Put { .. }) => {
                         let key = match &a {
+                            Action::Get { key, .. } | Action::Put { key, .. }
+                                if *key == self.bans_key =>
+                            {
+                                self.ban_ops += 1;
+                                key
+                            }
                             Action::Get { key, .. } => {
                                 self.asked_gets += 1;
                                 key
@@ -415,7 +428,7 @@ impl<S: Backend> Sim<S> {
             ),
             (Answer::Right, Action::Get { op, key }) => match self.store.get(&key) {
                 Ok(v) => {
-                    self.gets += 1;
+                    self.gets += u64::from(key != self.bans_key);
                     (op, StoreOutcome::Found(v))
                 }
                 Err(e) => (op, StoreOutcome::Failed(e)),
@@ -430,7 +443,7 @@ impl<S: Backend> Sim<S> {
                 },
             ) => match self.store.put(&key, &value, ttl) {
                 Ok(()) => {
-                    self.puts += 1;
+                    self.puts += u64::from(key != self.bans_key);
                     (op, StoreOutcome::Stored)
                 }
                 Err(e) => (op, StoreOutcome::Failed(e)),

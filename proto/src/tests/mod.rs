@@ -1,5 +1,6 @@
 //! Scripted conversations with a fake server in memory.
 
+mod bans;
 mod harness;
 mod hostile;
 mod ids;

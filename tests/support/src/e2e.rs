@@ -1038,10 +1038,12 @@ impl Relay {
             .expect("temp dir");
         let mut conf = format!(
             "[relay]\njid = {COMPONENT}\nserver = 127.0.0.1\nport = {component_port}\n\
-             password = {password}\nruntime = {runtime}\nkeepalive = {}\nkeepalive_mode = {}\n\n\
+             password = {password}\nruntime = {runtime}\nkeepalive = {}\nkeepalive_mode = {}\n\
+             control = {}\n\n\
              [hash]\nsecret = {}\ndomain = {COMPONENT}\nidentity = {}\nresource = {RELAY_RESOURCE}\n",
             opts.keepalive.0,
             opts.keepalive.1,
+            dir.path().join("control").display(),
             opts.secret,
             opts.identity.conf(),
         );
@@ -1074,6 +1076,22 @@ impl Relay {
             runtime: runtime.to_string(),
             store,
         }
+    }
+
+    /// The control socket's path (`[relay] control`).
+    pub fn control_path(&self) -> PathBuf {
+        self.dir.path().join("control")
+    }
+
+    /// Run `axrelay ARGS -c CONFIG` (an operator's command beside the
+    /// running relay) to its end.
+    pub fn command(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.bin)
+            .args(args)
+            .arg("-c")
+            .arg(&self.config)
+            .output()
+            .expect("run axrelay")
     }
 
     pub fn store_path(&self) -> PathBuf {
