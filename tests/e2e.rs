@@ -293,23 +293,10 @@ fn a_ban_through_the_control_socket_refuses_within_a_second(runtime: &str) {
 
     // An abuse report names B': who is it?
     let found = through_the_relay(&r.relay, &["hash", "-v", "--lookup", &b]);
-    assert_eq!(
-        found,
-        format!(
-            "{b} => {}
-",
-            r.bob.bare()
-        )
-    );
+    assert_eq!(found, format!("{b} => {}\n", r.bob.bare()));
 
     let said = through_the_relay(&r.relay, &["ban", "-v", &b, "--reason", "abuse report 1"]);
-    assert_eq!(
-        said,
-        format!(
-            "{b} banned
-"
-        )
-    );
+    assert_eq!(said, format!("{b} banned\n"));
     std::thread::sleep(Duration::from_millis(1500));
 
     r.bob.send(&a, "after the ban");
@@ -335,13 +322,7 @@ fn a_ban_through_the_control_socket_refuses_within_a_second(runtime: &str) {
     assert!(!log.contains(&r.bob.bare()), "the log names bob");
 
     let said = through_the_relay(&r.relay, &["unban", "-v", &b]);
-    assert_eq!(
-        said,
-        format!(
-            "{b} unbanned
-"
-        )
-    );
+    assert_eq!(said, format!("{b} unbanned\n"));
     std::thread::sleep(Duration::from_millis(1500));
     r.bob.send(&a, "after the unban");
     expect_relayed(&mut r.alice, &b, "after the unban");

@@ -492,6 +492,28 @@ fn answers_cross_instances_behind_domain_balancing() {
     );
     assert!(!bob_relay.log().contains(" DEBUG bounced "));
 
+    // A ban given through the other instance's control socket reaches
+    // Bob's instance through the store within a second.
+    let out = other_relay.command(&["ban", &bp, "--reason", "report"]);
+    assert!(
+        out.status.success(),
+        "ban: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    clients[bob].send(&ap, "after the ban");
+    let refused = clients[bob].expect_one(None);
+    assert_eq!(
+        refused.error,
+        Some(("cancel".to_owned(), "forbidden".to_owned())),
+        "{refused:#?}"
+    );
+    clients[alice].expect_none(Duration::from_secs(1));
+    assert!(
+        bob_relay.log().contains(" is banned; "),
+        "Bob's instance did not refuse him"
+    );
+
     // Neither received anything naming the other.
     let (lo, hi) = (alice.min(bob), alice.max(bob));
     let (below, above) = clients.split_at_mut(hi);
