@@ -57,13 +57,12 @@ impl Relay {
     }
 
     /// Record what deciding read from the caches: a computed pseudonym is
-    /// cached, old-generation hits are promoted, recipient hits counted.
-    /// Also for a stanza that queues behind its sender's earlier ones.
+    /// cached, old-generation hits are promoted. After every decision, also
+    /// for a stanza that queues behind its sender's earlier ones.
     pub(crate) fn remember(&mut self, verdict: &Verdict<'_>) {
         match verdict {
             Verdict::Whoami { sender, .. } => self.remember_sender(sender),
             Verdict::Relay(r) => {
-                self.stats.cache_hits += 1;
                 if r.recipient_gen == Gen::Old {
                     self.known.promote(r.recipient_local.as_str());
                 }
@@ -73,11 +72,8 @@ impl Relay {
                 self.known.promote(b.to_local.as_str());
             }
             Verdict::Wait(w) => {
-                if let Some((local, gen)) = w.recipient_gen {
-                    self.stats.cache_hits += 1;
-                    if gen == Gen::Old {
-                        self.known.promote(local);
-                    }
+                if let Some((local, Gen::Old)) = w.recipient_gen {
+                    self.known.promote(local);
                 }
                 self.remember_sender(&w.sender);
             }
@@ -85,8 +81,15 @@ impl Relay {
         }
     }
 
-    /// Charge a stanza's first decision against the rate limits.
+    /// Count a stanza's first decision: against the rate limits, and as a
+    /// cache hit when its recipient was known. Only the first: a stanza
+    /// that waits is decided again, and would count twice.
     pub(crate) fn count(&mut self, verdict: &Verdict<'_>, now: Instant) {
+        if matches!(verdict, Verdict::Relay(_))
+            || matches!(verdict, Verdict::Wait(w) if w.recipient_gen.is_some())
+        {
+            self.stats.cache_hits += 1;
+        }
         let (local, what) = match verdict {
             Verdict::Relay(r) => (r.sender.local, Counted::Message),
             Verdict::Whoami { sender, .. } => (sender.local, Counted::Whoami),

@@ -790,3 +790,21 @@ fn waiting_stanzas_are_bounded_in_bytes() {
     h.release();
     assert_eq!(body(&h.one()), huge);
 }
+
+#[test]
+fn a_stanza_that_waits_counts_one_cache_hit() {
+    let (mut h, _a, b) = pair();
+    let before = h.relay.stats().cache_hits;
+    h.mode = StoreMode::Hold;
+    // Carol is new: her mapping is written first, Bob's is cached. Her
+    // second message queues behind the first.
+    for body in ["one", "two"] {
+        h.feed(&format!(
+            "<message from='carol@c.example/x' to='{b}' type='chat'><body>{body}</body></message>"
+        ));
+    }
+    assert!(h.take().is_empty());
+    h.release_all();
+    assert_eq!(h.take().len(), 2);
+    assert_eq!(h.relay.stats().cache_hits - before, 2, "one per stanza");
+}
