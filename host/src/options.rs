@@ -17,7 +17,7 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const READ_BUF: usize = 16 * 1024;
 
 /// How a runtime reaches the server and paces its housekeeping.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Server host name or address of the component port.
     pub server: String,
@@ -42,6 +42,10 @@ pub struct Options {
     /// Where the session publishes its figures and the store threads their
     /// latency; `None`: no metrics.
     pub metrics: Option<Metrics>,
+    /// Reads the wall clock, at every connect: the core dates the ids it
+    /// issues by it, and a clock set after the relay started (NTP at
+    /// boot) is picked up at the next connection.
+    pub wall_clock: fn() -> axrelay_proto::WallClock,
 }
 
 impl Options {
@@ -57,6 +61,7 @@ impl Options {
             dead_peer_timeout: None,
             notify_socket: None,
             metrics: None,
+            wall_clock,
         }
     }
 }

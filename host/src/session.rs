@@ -16,7 +16,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use axrelay_proto::{Action, DisconnectReason, Relay};
+use axrelay_proto::{Action, DisconnectReason, Relay, WallClock};
 use bytes::Bytes;
 
 use crate::connect::{ConnectError, Target};
@@ -82,6 +82,7 @@ pub struct Session {
     jobs: JobQueue,
     ticker: StatsTicker,
     metrics: Option<Publisher>,
+    wall_clock: fn() -> WallClock,
     conn: Conn,
     up: Up,
     stopping: bool,
@@ -103,6 +104,7 @@ impl Session {
             jobs: JobQueue::new(opts.max_store_batch),
             ticker: StatsTicker::new(opts.stats_interval, now),
             metrics: opts.metrics.clone().map(|m| Publisher::new(m, now)),
+            wall_clock: opts.wall_clock,
             conn: Conn::Due,
             up: Up::default(),
             stopping: false,
@@ -152,6 +154,7 @@ impl Session {
             return false;
         }
         self.life.connected(now);
+        self.relay.set_wall_clock((self.wall_clock)());
         self.relay.handle_connected(now);
         self.conn = Conn::Up;
         self.up = Up::default();

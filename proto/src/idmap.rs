@@ -29,6 +29,10 @@ use crate::pseudonym::Local;
 /// come when the other side reads, which may be after weeks offline. An id
 /// carries its time, so this holds on every instance and across restarts.
 pub(crate) const ID_LIFETIME_SECS: u64 = 30 * 24 * 3600;
+/// How far ahead of this instance's clock an id may be dated: instances'
+/// clocks differ a little. An id dated further ahead came from a clock
+/// that was wrong, and would otherwise never expire.
+pub(crate) const ID_AHEAD_SECS: u64 = 3600;
 /// The sender's real full JID (for bounces: servers drop errors sent to a
 /// bare JID) and the id the sender gave the message, if any, in one
 /// allocation: one is made for every relayed message, and freed long after.
@@ -173,7 +177,10 @@ impl IdMap {
     /// one and not expired at `unix`.
     fn open(&self, fresh: &str, sender: &Local, recipient: &Local, unix: u64) -> Option<Plain> {
         let plain = self.sealer.open(fresh, sender, recipient)?;
-        (unix.saturating_sub(plain.issued()) <= ID_LIFETIME_SECS).then_some(plain)
+        let issued = plain.issued();
+        let fresh_enough = unix.saturating_sub(issued) <= ID_LIFETIME_SECS;
+        let not_ahead = issued <= unix.saturating_add(ID_AHEAD_SECS);
+        (fresh_enough && not_ahead).then_some(plain)
     }
 
     /// A receipt or marker of kind `bit` from `from_local` to `to_local`
@@ -331,7 +338,9 @@ mod tests {
         let expired = T0 + ID_LIFETIME_SECS + 1;
         assert_eq!(m.back(&f, &b, &a, 1, expired), None);
         assert!(m.bounce(&f, &a, &b, expired).is_none());
-        // An id from an instance whose clock runs ahead is not refused.
+        // An id from an instance whose clock runs a little ahead is
+        // translated; one dated far ahead came from a wrong clock.
+        assert!(m.bounce(&f, &a, &b, T0 - ID_AHEAD_SECS - 1).is_none());
         assert_eq!(m.back(&f, &b, &a, 1, T0 - 60).as_deref(), Some("orig-1"));
     }
 

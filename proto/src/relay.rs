@@ -12,7 +12,7 @@ use sha1::{Digest, Sha1};
 use crate::action::{Action, DisconnectReason, OpId, StoreOutcome};
 use crate::bans::Bans;
 use crate::cache::{GenMap, Keyed};
-use crate::config::{Config, ConfigError, KeepaliveMode};
+use crate::config::{Config, ConfigError, KeepaliveMode, WallClock};
 use crate::element::Element;
 use crate::framer::{Frame, FrameError, Framer};
 use crate::health::StoreHealth;
@@ -133,6 +133,12 @@ impl Relay {
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// A new reading of the wall clock: ids issued from now on are dated
+    /// by it.
+    pub fn set_wall_clock(&mut self, clock: WallClock) {
+        self.cfg.wall_clock = Some(clock);
     }
 
     /// Unix seconds at `now`, by the runtime's wall clock.

@@ -426,3 +426,29 @@ fn figures_are_published_once_a_second_not_per_message() {
         Some(0.0)
     );
 }
+
+#[test]
+fn every_connect_reads_the_wall_clock_again() {
+    fn late() -> WallClock {
+        WallClock {
+            at: Instant::now(),
+            unix_secs: 2_000_000_000,
+        }
+    }
+    let mut cfg = Config::new(DOMAIN, "pw", SECRET);
+    cfg.wall_clock = Some(crate::wall_clock());
+    let relay = Relay::new(cfg).expect("a valid configuration");
+    let mut opts = Options::new("127.0.0.1", 5347);
+    opts.wall_clock = late;
+    let t0 = Instant::now();
+    let mut s = Session::new(relay, &opts, 7, t0);
+    assert_ne!(
+        s.relay().config().wall_clock.map(|w| w.unix_secs),
+        Some(2_000_000_000)
+    );
+    online(&mut s, t0);
+    assert_eq!(
+        s.relay().config().wall_clock.map(|w| w.unix_secs),
+        Some(2_000_000_000)
+    );
+}
