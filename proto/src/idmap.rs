@@ -104,11 +104,10 @@ impl IdMap {
     /// `secret` is the pseudonym secret every instance shares; `key` the
     /// process's own random key.
     pub(crate) fn new(secret: &[u8], key: &[u8; 32], capacity: usize) -> Self {
-        let mut start = [0u8; 4];
-        start.copy_from_slice(&key[..4]);
         IdMap {
             sealer: IdSealer::new(secret),
-            counter: u32::from_le_bytes(start),
+            // Derived apart from the caches' hashers, which share `key`.
+            counter: Keyed::new(key, 7).hash_one("id counter") as u32,
             by_orig: GenMap::new(capacity, Prehashed),
             orig_hasher: Keyed::new(key, 6),
             acked: GenMap::new(capacity, Prehashed),

@@ -254,8 +254,9 @@ impl Relay {
 
     /// A delivery error for a message the relay passed on: back to the
     /// original sender, from the bouncing user's pseudonym. The id says
-    /// where (or this instance holds it); the sender's bare JID is the
-    /// identity behind its pseudonym, which may have to be looked up.
+    /// where (or this instance holds it); the original sender's address is
+    /// the identity behind its pseudonym (a bare JID, or a full one with
+    /// `identity = full`), which may have to be looked up.
     fn bounce<'a>(
         &self,
         st: Incoming<'a>,

@@ -145,6 +145,8 @@ pub(crate) struct Wait<'a> {
     /// What the stanza counts as against the rate limits (a bounce
     /// counts as nothing).
     pub(crate) counted: Option<Counted>,
+    /// Whoever sent the stanza (for a bounce, the error's sender), whose
+    /// pseudonym deciding computed.
     pub(crate) sender: Sender<'a>,
     /// The recipient's localpart and where `known` holds its mapping, when
     /// it does (a cache hit even though the stanza waits for the sender's

@@ -182,3 +182,33 @@ fn a_correction_is_translated_by_the_instance_that_relayed_the_message() {
     let m = two.one();
     assert!(m.elements().all(|c| c.name() != "replace"), "{m:?}");
 }
+
+#[test]
+fn with_full_identities_the_id_carries_no_resource_and_a_bounce_goes_to_the_identity() {
+    // A resource too long to fit beside the id: were it carried, the id
+    // would be held by this instance alone.
+    let alice = format!("alice@a.example/{}", "r".repeat(80));
+    let full = || {
+        let mut c = config();
+        c.identity = crate::IdentityMode::Full;
+        c
+    };
+    let mut one = online(full());
+    let a = one.whoami(&alice);
+    let b = one.whoami(BOB);
+    one.feed(&format!(
+        "<message from='{alice}' to='{b}' type='chat' id='a-1'><body>hi</body></message>"
+    ));
+    let fresh = one.one().attr("id").expect("a fresh id").to_owned();
+    let mut c = full();
+    c.id_key = [9; 32];
+    let mut two = online(c);
+    two.store = std::mem::take(&mut one.store);
+    // Bob's error comes from the full JID the message went to.
+    two.feed(&format!(
+        "<message from='{BOB}' to='{a}/a' type='error' id='{fresh}'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    ));
+    let e = two.one();
+    assert_eq!(e.attr("to"), Some(alice.as_str()));
+    assert_eq!(e.attr("id"), Some("a-1"));
+}
