@@ -5,7 +5,10 @@
 //! `body` and `subject`). Checked: nothing written to one user carries the
 //! other's identifying strings; every stanza to a user comes from the relay
 //! itself or the peer's pseudonym; all output is well-formed with every
-//! `from` at the component domain (see the driver's invariants).
+//! `from` at the component domain (see the driver's invariants). Ids are
+//! referred to as seen, or forged from seen ones: the receipts and markers
+//! a user receives never outnumber the genuine ids the other side used, so
+//! a forged id that was translated would show.
 #![no_main]
 
 use std::time::{Duration, Instant};
@@ -137,7 +140,8 @@ enum Value {
     Seen(u8),
     /// A client id of the author's: `CLIENTn`.
     Client(u8),
-    /// An id the author saw, altered: forged ids must translate to nothing.
+    /// An id the author saw, altered: forged ids must translate to nothing
+    /// (checked by counting, see [`Run::check`]).
     Forged { of: u8, how: u8, at: u8 },
     /// Anything else.
     Free(Free),
@@ -286,6 +290,9 @@ fn clean(s: &str) -> String {
 struct Ctx<'a> {
     me: &'a Party,
     seen: &'a [String],
+    /// How many genuine seen ids went into the stanza (an upper bound on
+    /// the references it can get translated).
+    genuine: std::cell::Cell<usize>,
 }
 
 impl Ctx<'_> {
@@ -302,12 +309,23 @@ impl Ctx<'_> {
             },
             Value::Seen(i) => match self.seen.len() {
                 0 => format!("{}{i}", self.me.client),
-                n => self.seen[usize::from(*i) % n].clone(),
+                n => {
+                    self.genuine.set(self.genuine.get() + 1);
+                    self.seen[usize::from(*i) % n].clone()
+                }
             },
             Value::Client(i) => format!("{}{i}", self.me.client),
             Value::Forged { of, how, at } => match self.seen.len() {
                 0 => format!("{}{of}", self.me.client),
-                n => forge(&self.seen[usize::from(*of) % n], *how, *at),
+                n => {
+                    let seen = &self.seen[usize::from(*of) % n];
+                    let forged = forge(seen, *how, *at);
+                    // A rotation by nothing forges nothing.
+                    if forged == *seen {
+                        self.genuine.set(self.genuine.get() + 1);
+                    }
+                    forged
+                }
             },
             Value::Free(f) => clean(&f.0),
         }
@@ -506,6 +524,12 @@ struct Run {
     checked: usize,
     seen_alice: Vec<String>,
     seen_bob: Vec<String>,
+    /// Genuine seen ids each user has sent so far, and translated
+    /// references each has received.
+    genuine_by_alice: usize,
+    genuine_by_bob: usize,
+    refs_to_alice: usize,
+    refs_to_bob: usize,
 }
 
 impl Run {
@@ -555,6 +579,25 @@ impl Run {
             for t in peer.tokens() {
                 leak(w, t, to);
             }
+            // Receipts and markers are translated only from ids the relay
+            // issued, so never more than the other side's genuine ids.
+            // (Corrections name their sender's own ids: not counted.)
+            let raw = String::from_utf8_lossy(&w.raw);
+            let refs = ["<received ", "<displayed ", "<acknowledged "]
+                .iter()
+                .map(|r| raw.matches(r).count())
+                .sum::<usize>();
+            let (got, genuine) = if to_bare == alice {
+                self.refs_to_alice += refs;
+                (self.refs_to_alice, self.genuine_by_bob)
+            } else {
+                self.refs_to_bob += refs;
+                (self.refs_to_bob, self.genuine_by_alice)
+            };
+            assert!(
+                got <= genuine,
+                "{got} references translated to {to} from {genuine} genuine ids:\n{raw}"
+            );
             let from = w.attr("from").unwrap_or_default();
             let (fl, _, _) = split_jid(from);
             if let Some(fl) = fl {
@@ -625,6 +668,10 @@ fuzz_target!(|s: Scenario| {
         checked: 0,
         seen_alice: Vec::new(),
         seen_bob: Vec::new(),
+        genuine_by_alice: 0,
+        genuine_by_bob: 0,
+        refs_to_alice: 0,
+        refs_to_bob: 0,
     };
     run.check();
     for step in s.steps.iter().take(48) {
@@ -642,7 +689,11 @@ fuzz_target!(|s: Scenario| {
             Who::Alice => (&ALICE, run.pb.clone(), run.seen_alice.clone()),
             Who::Bob => (&BOB, run.pa.clone(), run.seen_bob.clone()),
         };
-        let cx = Ctx { me, seen: &seen };
+        let cx = Ctx {
+            me,
+            seen: &seen,
+            genuine: std::cell::Cell::new(0),
+        };
         let to_pseudo = |res: &Option<Value>, local: &str| match res {
             Some(r) => {
                 let r = cx.value(r);
@@ -759,6 +810,10 @@ fuzz_target!(|s: Scenario| {
                 continue;
             }
         };
+        match who {
+            Who::Alice => run.genuine_by_alice += cx.genuine.get(),
+            Who::Bob => run.genuine_by_bob += cx.genuine.get(),
+        }
         run.sim.feed(xml.as_bytes());
         run.check();
     }
