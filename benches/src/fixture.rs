@@ -165,9 +165,15 @@ pub fn message_batch(
 /// A stream header and a fresh rxml parser that has read it, configured as
 /// the relay's framer configures its own.
 pub fn primed_parser() -> rxml::Parser {
-    use rxml::{Parse as _, WithOptions as _};
+    primed()
+}
+
+/// A parser of kind `P` (the namespace-resolving `rxml::Parser`, or the
+/// `rxml::RawParser` under it) configured like the relay's and past the
+/// server's stream header.
+pub fn primed<P: rxml::Parse + rxml::WithOptions>() -> P {
     let limits = axrelay_proto::Limits::default();
-    let mut p = rxml::Parser::with_options(rxml::Options {
+    let mut p = P::with_options(rxml::Options {
         max_token_length: limits.max_stanza_bytes + 16 * 1024,
         ..rxml::Options::default()
     });
@@ -185,8 +191,7 @@ pub fn primed_parser() -> rxml::Parser {
 
 /// Parse `input` with rxml and nothing else (in read-sized chunks); returns
 /// the number of events.
-pub fn parse_only(p: &mut rxml::Parser, input: &[u8]) -> usize {
-    use rxml::Parse as _;
+pub fn parse_only<P: rxml::Parse>(p: &mut P, input: &[u8]) -> usize {
     let mut events = 0;
     for chunk in input.chunks(READ_CHUNK) {
         let mut buf = chunk;

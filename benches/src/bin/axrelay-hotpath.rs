@@ -4,7 +4,9 @@
 //!
 //! Usage: `axrelay-hotpath CASE [BATCHES]`, CASE one of `relay-100`,
 //! `relay-1k`, `relay-10k`, `typing`, `whoami`, `cold`, `parse-100`,
-//! `parse-1k`, `parse-10k`. Each batch is 1000 stanzas. `stalls` feeds
+//! `parse-1k`, `parse-10k` (rxml's `Parser`, the relay's), `raw-100`,
+//! `raw-1k`, `raw-10k` (the `RawParser` under it, without namespace
+//! resolution). Each batch is 1000 stanzas. `stalls` feeds
 //! 100-byte messages one by one and prints the distribution of the time
 //! each one takes, to show pauses (cache rotations) that averages hide.
 
@@ -34,9 +36,9 @@ fn main() -> ExitCode {
     let locals = f.learn(100);
     let body = |n| fixture::message_batch(BATCH, n, 100, &locals, 1);
     let input = match case.as_str() {
-        "relay-100" | "parse-100" => body(100),
-        "relay-1k" | "parse-1k" => body(1000),
-        "relay-10k" | "parse-10k" => body(10_000),
+        "relay-100" | "parse-100" | "raw-100" => body(100),
+        "relay-1k" | "parse-1k" | "raw-1k" => body(1000),
+        "relay-10k" | "parse-10k" | "raw-10k" => body(10_000),
         "typing" => {
             let mut v = Vec::new();
             for k in 0..BATCH {
@@ -103,7 +105,8 @@ fn main() -> ExitCode {
     }
     // Two cache rotations (the id map holds 100 000) before measuring, so
     // the figure is the steady state.
-    if !case.starts_with("parse") {
+    let parse_only = case.starts_with("parse") || case.starts_with("raw");
+    if !parse_only {
         for _ in 0..200 {
             f.feed(&input);
         }
@@ -111,6 +114,12 @@ fn main() -> ExitCode {
     }
     if case.starts_with("parse") {
         let mut p = fixture::primed_parser();
+        for _ in 0..batches {
+            bytes += input.len();
+            fixture::parse_only(&mut p, &input);
+        }
+    } else if case.starts_with("raw") {
+        let mut p: rxml::RawParser = fixture::primed();
         for _ in 0..batches {
             bytes += input.len();
             fixture::parse_only(&mut p, &input);
