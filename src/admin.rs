@@ -3,15 +3,20 @@
 //! directly when no relay runs, and a running relay's control socket does it
 //! against the relay's own store, with these same functions.
 //!
-//! The ban list is one record, so a ban is a read-modify-write. Two `ban`
-//! commands on different instances may race: each reads the list back after
-//! writing it and tries again (at most [`ATTEMPTS`] times) if its change is
-//! not there.
+//! The ban list is one record, so a ban is a read-modify-write, and each
+//! write raises the list's generation by one (relays refuse a lower one).
+//! The store has no compare-and-swap, so two writers can still lose an
+//! update: each reads the list back after writing it and tries again (at
+//! most [`ATTEMPTS`] times) if its change is not there, which catches a
+//! writer that overwrote this one before the read back, but not one that
+//! read before this write and writes after the read back. One operator at a
+//! time, or everything through one relay's control socket (its requests
+//! are served one at a time), is safe.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axrelay_proto::bans::record::{self, NONCE_LEN};
+use axrelay_proto::bans::record::{self, List, NONCE_LEN};
 use axrelay_proto::pseudonym::Local;
 use axrelay_proto::{Ban, BanError, Pseudonymizer, Store, StoreCodec, StoreError};
 
@@ -108,9 +113,15 @@ impl Admin {
 
     /// The ban list; empty when the store has none.
     pub fn bans(&self) -> Result<Vec<Ban>, AdminError> {
+        Ok(self.list()?.bans)
+    }
+
+    /// The ban list and its generation; empty, generation 0, when the
+    /// store has none.
+    fn list(&self) -> Result<List, AdminError> {
         match self.store.get(&self.bans_key)? {
-            Some(value) => Ok(record::decode(&self.codec, &value)?),
-            None => Ok(Vec::new()),
+            Some(value) => Ok(record::decode(&self.codec, &self.domain, &value)?),
+            None => Ok(List::default()),
         }
     }
 
@@ -155,13 +166,16 @@ impl Admin {
         done: impl Fn(&[Ban]) -> bool,
     ) -> Result<Change, AdminError> {
         for _ in 0..ATTEMPTS {
-            let mut bans = self.bans()?;
-            if !edit(&mut bans) {
+            let mut list = self.list()?;
+            if !edit(&mut list.bans) {
                 return Ok(Change::Unchanged);
             }
+            // Saturating: a clear record's generation is anyone's to set,
+            // and at the top a write is still taken (equal is not older).
+            list.generation = list.generation.saturating_add(1);
             let mut nonce = [0u8; NONCE_LEN];
             getrandom::fill(&mut nonce).map_err(|e| AdminError::Randomness(e.to_string()))?;
-            let value = record::encode(&self.codec, &bans, nonce)?;
+            let value = record::encode(&self.codec, &self.domain, &list, nonce)?;
             // Never expires: a ban outlives any `ttl` of mappings.
             self.store.put(&self.bans_key, &value, 0)?;
             if done(&self.bans()?) {
@@ -208,6 +222,8 @@ mod tests {
             // An empty list is a record, not a deletion.
             assert!(a.store.get(&a.bans_key).unwrap().is_some());
             assert!(a.bans().unwrap().is_empty());
+            // Every write raised the generation; no-ops wrote nothing.
+            assert_eq!(a.list().unwrap().generation, 2);
         }
     }
 

@@ -850,7 +850,14 @@ fn check_reports_config_store_and_server() {
         "[local_storage]\npath = {}\nencrypt = {GOOD_ENCRYPT}\n",
         db.display()
     );
-    let conf = dir.write("a.conf", &config(port, "", &store));
+    let control = dir.path("control");
+    let conf = dir.write(
+        "a.conf",
+        &config(port, "", &store).replace(
+            "keepalive = 60\n",
+            &format!("keepalive = 60\ncontrol = {}\n", control.display()),
+        ),
+    );
     let out = axrelay(&["check", "-c", p(&conf)]);
     assert_eq!(code(&out), 0, "{}", text(&out.stdout));
     assert_eq!(
@@ -859,12 +866,14 @@ fn check_reports_config_store_and_server() {
             "checking {conf}\n\
              config: ok: component axr.example.org, bare-JID pseudonyms, server \
              127.0.0.1:{port}\n\
+             control: ok: socket {control}\n\
              store: ok: database file {db} does not exist yet; `run` creates it in {dir}, which \
              must be writable by the user it runs as\n\
              server: 127.0.0.1 resolves to 127.0.0.1:{port}\n\
              server: ok: connected to 127.0.0.1:{port}\n\
              all checks passed\n",
             conf = conf.display(),
+            control = control.display(),
             db = db.display(),
             dir = dir.0.path().display(),
         )
@@ -1215,4 +1224,61 @@ fn a_control_path_that_cannot_be_a_socket_is_a_config_error() {
         "{}",
         text(&out.stderr)
     );
+    // `check` refuses it too, as `run` would.
+    let out = axrelay(&["check", "-c", p(&conf)]);
+    assert_eq!(code(&out), 2, "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("[relay] control"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn check_refuses_a_control_directory_others_may_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Dir::new();
+    let open = dir.path("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let text_conf = config(9, "", "").replace(
+        "keepalive = 60\n",
+        &format!(
+            "keepalive = 60\ncontrol = {}\n",
+            open.join("control").display()
+        ),
+    );
+    let conf = dir.write("a.conf", &text_conf);
+    let out = axrelay(&["check", "-c", p(&conf)]);
+    assert_eq!(code(&out), 1, "{}", text(&out.stdout));
+    let report = text(&out.stdout);
+    assert!(
+        report.contains("control: error: ") && report.contains("writable by its group or others"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_control_socket_in_a_directory_others_may_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Dir::new();
+    let open = dir.path("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let conf = ban_config(&dir);
+    let text_conf = std::fs::read_to_string(&conf).unwrap().replace(
+        &format!("control = {}", dir.path("control").display()),
+        &format!("control = {}", open.join("control").display()),
+    );
+    let conf = dir.write("a.conf", &text_conf);
+    let out = axrelay(&["bans", "-c", p(&conf)]);
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&open.join("control").display().to_string())
+            && err.contains("writable by its group or others"),
+        "{err}"
+    );
+    // Nothing was opened behind the refusal.
+    assert!(!dir.path("p.db").exists());
 }

@@ -70,12 +70,38 @@ pub fn bans(args: &BansArgs) -> Status {
             return Err(Status::Failure);
         };
         for b in bans {
-            let when = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(b.at));
-            println!("{}@{domain}  {when}  {}", b.local, b.reason);
+            println!("{}@{domain}  {}  {}", b.local, when(b.at), b.reason);
         }
         Ok(Status::Ok)
     });
     match result {
         Ok(status) | Err(status) => status,
+    }
+}
+
+/// The last second RFC 3339 can show: 9999-12-31T23:59:59Z.
+const LAST_SHOWN: u64 = 253_402_300_799;
+
+/// `at` (Unix seconds) in UTC, or the number itself past year 9999, which
+/// the calendar format cannot show (the record is anyone's to write in
+/// clear).
+fn when(at: u64) -> String {
+    if at > LAST_SHOWN {
+        return at.to_string();
+    }
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(at)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::when;
+
+    #[test]
+    fn times_beyond_the_calendar_print_as_numbers() {
+        assert_eq!(when(0), "1970-01-01T00:00:00Z");
+        assert_eq!(when(1_767_323_045), "2026-01-02T03:04:05Z");
+        assert_eq!(when(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert_eq!(when(253_402_300_800), "253402300800");
+        assert_eq!(when(u64::MAX), u64::MAX.to_string());
     }
 }

@@ -5,9 +5,11 @@
 //! database file that does not exist yet is not created.
 
 use std::net::ToSocketAddrs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use axrelay::config::{relay_config, ConfigError, RelayPlan, Settings, StoreSettings};
+use axrelay::control::trust;
 use axrelay::store::{FileStore, MemcachedStore};
 use axrelay_host::connect::{self, Target};
 use axrelay_proto::IdentityMode;
@@ -53,9 +55,13 @@ pub fn check(args: &CheckArgs) -> Status {
             None => String::new(),
         }
     );
+    let control_ok = match settings.control() {
+        Ok(Some(path)) => check_control(&path),
+        _ => true,
+    };
     let store_ok = check_store(&plan.store);
     let server_ok = check_server(&plan);
-    if store_ok && server_ok {
+    if control_ok && store_ok && server_ok {
         println!("all checks passed");
         Status::Ok
     } else {
@@ -71,6 +77,7 @@ fn plan(settings: &Settings) -> Result<RelayPlan, Vec<ConfigError>> {
         settings.hash().err(),
         settings.store().err(),
         settings.limits().err(),
+        settings.control().err(),
     ]
     .into_iter()
     .flatten()
@@ -79,7 +86,8 @@ fn plan(settings: &Settings) -> Result<RelayPlan, Vec<ConfigError>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    // The id key only seeds message ids, and nothing is relayed here.
+    // The id key seeds the caches' hashing and the ids of the relay's own
+    // replies; nothing is cached or relayed here.
     relay_config(settings, [0; 32], false).map_err(|e| vec![e])
 }
 
@@ -89,6 +97,37 @@ fn config_errors(errors: &[ConfigError]) -> Status {
     }
     println!("the configuration is not valid: `run` would exit with status 2");
     Status::Config
+}
+
+/// The control socket's directory, if it exists, against the rules `run`
+/// and the commands apply (SPEC §7). Its owner is not judged when checking
+/// as root: root cannot tell which user `run` will run as.
+fn check_control(path: &Path) -> bool {
+    let dir = trust::directory_of(path);
+    if !dir.is_dir() {
+        println!(
+            "control: ok: {} does not exist yet; `run` serves {} once it does",
+            dir.display(),
+            path.display()
+        );
+        return true;
+    }
+    let owner = (trust::own_uid() == 0)
+        .then(|| std::fs::metadata(dir).ok().map(|m| m.uid()))
+        .flatten();
+    match trust::check_directory(dir, owner) {
+        Ok(()) => {
+            println!("control: ok: socket {}", path.display());
+            true
+        }
+        Err(why) => {
+            println!(
+                "control: error: {}: {why}; `run` would serve no control socket",
+                path.display()
+            );
+            false
+        }
+    }
 }
 
 fn check_store(store: &StoreSettings) -> bool {

@@ -77,6 +77,13 @@ impl<'a> Operator<'a> {
                         ));
                         return Err(Status::Failure);
                     }
+                    Err(Unanswered::Untrusted(why)) => {
+                        logging::fatal(format!(
+                            "control socket {} ([relay] control): {why}; refusing to use it",
+                            path.display()
+                        ));
+                        return Err(Status::Failure);
+                    }
                     Err(Unanswered::NoRelay) => {
                         if self.verbose {
                             eprintln!(

@@ -16,14 +16,55 @@
 
 pub mod client;
 pub mod server;
+pub mod trust;
 
 use axrelay_proto::pseudonym::Local;
 use axrelay_proto::Ban;
 
-use crate::admin::{Admin, Change};
+use crate::admin::{Admin, AdminError, Change};
 
 /// The longest request line, newline included.
 pub const MAX_REQUEST: usize = 1024;
+
+/// Why a request line is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    /// LOCAL is not a pseudonym's localpart.
+    NotAPseudonym,
+    /// No such request.
+    Unknown,
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RequestError::NotAPseudonym => "not a pseudonym's localpart",
+            RequestError::Unknown => "unknown request",
+        })
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+/// Why a relay's answer is not one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerError {
+    /// The relay reported this error.
+    Reported(String),
+    /// The answer does not fit the request.
+    Malformed,
+}
+
+impl std::fmt::Display for AnswerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AnswerError::Reported(e) => f.write_str(e),
+            AnswerError::Malformed => f.write_str("the relay's answer is malformed"),
+        }
+    }
+}
+
+impl std::error::Error for AnswerError {}
 
 /// What a client asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,10 +81,9 @@ pub enum Request {
 
 impl Request {
     /// Parse a request line (without its newline).
-    pub fn parse(line: &str) -> Result<Request, String> {
+    pub fn parse(line: &str) -> Result<Request, RequestError> {
         let (verb, rest) = line.split_once(' ').unwrap_or((line, ""));
-        let local =
-            |s: &str| Local::parse(s).ok_or_else(|| "not a pseudonym's localpart".to_owned());
+        let local = |s: &str| Local::parse(s).ok_or(RequestError::NotAPseudonym);
         match verb {
             "lookup" => Ok(Request::Lookup(local(rest)?)),
             "ban" => {
@@ -52,7 +92,7 @@ impl Request {
             }
             "unban" => Ok(Request::Unban(local(rest)?)),
             "bans" if rest.is_empty() => Ok(Request::List),
-            _ => Err("unknown request".to_owned()),
+            _ => Err(RequestError::Unknown),
         }
     }
 
@@ -89,22 +129,18 @@ pub enum Answer {
 }
 
 /// Carry `request` out against `admin`.
-pub fn perform(admin: &Admin, request: &Request) -> Result<Answer, String> {
-    let text = |e: &dyn std::fmt::Display| e.to_string();
+pub fn perform(admin: &Admin, request: &Request) -> Result<Answer, AdminError> {
     match request {
-        Request::Lookup(l) => admin.lookup(l).map(Answer::Found).map_err(|e| text(&e)),
-        Request::Ban(l, reason) => admin
-            .ban(*l, reason)
-            .map(Answer::Changed)
-            .map_err(|e| text(&e)),
-        Request::Unban(l) => admin.unban(*l).map(Answer::Changed).map_err(|e| text(&e)),
-        Request::List => admin.bans().map(Answer::Bans).map_err(|e| text(&e)),
+        Request::Lookup(l) => Ok(Answer::Found(admin.lookup(l)?)),
+        Request::Ban(l, reason) => admin.ban(*l, reason).map(Answer::Changed),
+        Request::Unban(l) => admin.unban(*l).map(Answer::Changed),
+        Request::List => admin.bans().map(Answer::Bans),
     }
 }
 
 /// The answer's lines, each without its newline. An error's text is kept
 /// to one line.
-pub fn answer_lines(answer: &Result<Answer, String>) -> Vec<String> {
+pub fn answer_lines<E: std::fmt::Display>(answer: &Result<Answer, E>) -> Vec<String> {
     match answer {
         Ok(Answer::Found(Some(jid))) => vec![format!("found {jid}")],
         Ok(Answer::Found(None)) => vec!["none".to_owned()],
@@ -115,15 +151,18 @@ pub fn answer_lines(answer: &Result<Answer, String>) -> Vec<String> {
             .map(|b| format!("ban {} {} {}", b.local, b.at, b.reason))
             .chain(std::iter::once("end".to_owned()))
             .collect(),
-        Err(e) => vec![format!("error {}", e.replace(['\n', '\r'], " "))],
+        Err(e) => vec![format!(
+            "error {}",
+            e.to_string().replace(['\n', '\r'], " ")
+        )],
     }
 }
 
 /// The answer in `lines`, as the relay sent them for `request`.
-pub fn parse_answer(request: &Request, lines: &[&str]) -> Result<Answer, String> {
-    let malformed = || "the relay's answer is malformed".to_owned();
+pub fn parse_answer(request: &Request, lines: &[&str]) -> Result<Answer, AnswerError> {
+    let malformed = || AnswerError::Malformed;
     if let Some(e) = lines.first().and_then(|l| l.strip_prefix("error ")) {
-        return Err(e.to_owned());
+        return Err(AnswerError::Reported(e.to_owned()));
     }
     match (request, lines) {
         (Request::Lookup(_), ["none"]) => Ok(Answer::Found(None)),
@@ -194,14 +233,14 @@ mod tests {
             (Request::Lookup(l), Answer::Found(None)),
             (Request::Unban(l), Answer::Changed(Change::Unchanged)),
         ] {
-            let lines = answer_lines(&Ok(ans.clone()));
+            let lines = answer_lines::<AnswerError>(&Ok(ans.clone()));
             let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
             assert_eq!(parse_answer(&req, &lines), Ok(ans));
         }
-        let err = answer_lines(&Err("a\nb".into()));
+        let err = answer_lines::<&str>(&Err("a\nb"));
         assert_eq!(
             parse_answer(&Request::List, &[err[0].as_str()]),
-            Err("a b".into())
+            Err(AnswerError::Reported("a b".into()))
         );
         assert!(parse_answer(&Request::List, &["ban x"]).is_err());
     }

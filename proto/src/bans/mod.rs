@@ -7,7 +7,9 @@
 //! within about a second everywhere. A failed or late read keeps the last
 //! list. A record that went missing while this relay knew bans (memcached
 //! restarted or evicted it) is written back from the bytes last read: the
-//! relay needs no key or randomness of its own for that.
+//! relay needs no key or randomness of its own for that. A record of a lower
+//! generation than one already taken is an older list replayed into the
+//! store, and refused.
 
 pub mod record;
 
@@ -39,12 +41,19 @@ pub(crate) struct Bans {
     set: HashSet<Local, Prehashed>,
     /// The record `set` came from, while it holds a ban.
     record: Option<Bytes>,
+    /// The highest generation taken so far.
+    generation: u64,
+    /// The bytes last read, whatever came of them: the same bytes again
+    /// change nothing, so they are not decoded again.
+    last: Option<Bytes>,
     key: String,
+    domain: String,
     inflight: Option<(OpId, BanOp, Instant)>,
     /// When the next read is due; `None` while offline.
     next: Option<Instant>,
     warned_missing: bool,
     warned_unreadable: bool,
+    warned_older: bool,
     /// Per banned pseudonym: when a refusal was last logged, and refusals
     /// since. Only banned pseudonyms are keys, so it is bounded by the list.
     logged: HashMap<Local, (Option<Instant>, u32), Prehashed>,
@@ -55,11 +64,15 @@ impl Bans {
         Bans {
             set: HashSet::with_hasher(Prehashed),
             record: None,
+            generation: 0,
+            last: None,
             key: record::key(codec, domain),
+            domain: domain.to_owned(),
             inflight: None,
             next: None,
             warned_missing: false,
             warned_unreadable: false,
+            warned_older: false,
             logged: HashMap::with_hasher(Prehashed),
         }
     }
@@ -95,8 +108,9 @@ impl Bans {
         Some(std::mem::take(refused))
     }
 
-    fn adopt(&mut self, record: Bytes, bans: Vec<record::Ban>) {
-        self.set = bans.iter().map(|b| b.local).collect();
+    fn adopt(&mut self, record: Bytes, list: record::List) {
+        self.generation = list.generation;
+        self.set = list.bans.iter().map(|b| b.local).collect();
         self.logged.retain(|l, _| self.set.contains(l));
         self.record = (!self.set.is_empty()).then_some(record);
     }
@@ -166,11 +180,28 @@ impl Relay {
 
     fn bans_read(&mut self, value: &[u8]) {
         self.bans.warned_missing = false;
-        match record::decode(&self.codec, value) {
-            Ok(bans) => {
+        if self.bans.last.as_deref() == Some(value) {
+            return;
+        }
+        let value = Bytes::copy_from_slice(value);
+        self.bans.last = Some(value.clone());
+        match record::decode(&self.codec, &self.bans.domain, &value) {
+            Ok(list) if list.generation < self.bans.generation => {
+                if !std::mem::replace(&mut self.bans.warned_older, true) {
+                    log::warn!(
+                        "the stored ban list is older (generation {}) than one already read \
+                         here ({}): replayed into the store? Keeping the last one ({} banned)",
+                        list.generation,
+                        self.bans.generation,
+                        self.bans.set.len()
+                    );
+                }
+            }
+            Ok(list) => {
                 self.bans.warned_unreadable = false;
+                self.bans.warned_older = false;
                 let before = self.bans.set.len();
-                self.bans.adopt(Bytes::copy_from_slice(value), bans);
+                self.bans.adopt(value, list);
                 if before != self.bans.set.len() {
                     log::debug!("ban list: {} banned", self.bans.set.len());
                 }
@@ -189,6 +220,7 @@ impl Relay {
     /// No record: nothing banned, unless this relay knew bans, which it
     /// then writes back.
     fn bans_missing(&mut self, now: Instant) {
+        self.bans.last = None;
         let Some(record) = self.bans.record.clone() else {
             self.bans.set.clear();
             self.bans.logged.clear();

@@ -3,13 +3,22 @@
 //! * key: `axr:bans` in clear; with `encrypt`,
 //!   `lower(base32(HMAC-SHA-224(encrypt, "axrelay bans@" + domain)))`, which
 //!   looks like any mapping's key. Never a JID.
-//! * value: a format byte, then the list. Format 1 (clear): the list as it
-//!   is. Format 2 (sealed): a 24-byte nonce, then XSalsa20-Poly1305 of the
-//!   list under `HMAC-SHA-256(encrypt, "axrelay ban list")` (a codec with a
-//!   key accepts format 2 only, so the byte cannot be downgraded). The nonce is random, chosen by whoever writes
-//!   the list (the command line or the control socket, which may read the
-//!   system's generator); the relay only opens it, or writes back bytes it
-//!   read.
+//! * value: a format byte, then the body. Format 3 (clear): the generation,
+//!   then the list. Format 4 (sealed): a 24-byte nonce, then
+//!   XSalsa20-Poly1305 of the generation and the list under
+//!   `HMAC-SHA-256(encrypt, "axrelay ban list 4@" + domain)`. The cipher has
+//!   no associated data, so the domain (and with it the store key, which
+//!   derives from it) is bound through the key: a record does not open
+//!   under another domain. A codec with a key accepts sealed formats only,
+//!   so the byte cannot be downgraded to clear. The nonce is random, chosen
+//!   by whoever writes the list (the command line or the control socket,
+//!   which may read the system's generator); the relay only opens it, or
+//!   writes back bytes it read.
+//! * Formats 1 (clear) and 2 (sealed under `HMAC-SHA-256(encrypt,
+//!   "axrelay ban list")`) are the same without a generation, and read as
+//!   generation 0.
+//! * generation: 8 bytes big-endian, one more at every write, so that a
+//!   relay can refuse an older record replayed into the store.
 //! * list: a 4-byte big-endian count, then per ban the 45-byte localpart, an
 //!   8-byte big-endian Unix time and the reason (2-byte big-endian length,
 //!   UTF-8).
@@ -33,8 +42,10 @@ pub const MAX_REASON_BYTES: usize = 256;
 /// Length of the random nonce a sealed record carries.
 pub const NONCE_LEN: usize = 24;
 
-const CLEAR: u8 = 1;
-const SEALED: u8 = 2;
+const CLEAR_V1: u8 = 1;
+const SEALED_V1: u8 = 2;
+const CLEAR: u8 = 3;
+const SEALED: u8 = 4;
 const ENTRY_FIXED: usize = LOCALPART_LEN + 8 + 2;
 
 /// One banned pseudonym.
@@ -46,6 +57,15 @@ pub struct Ban {
     pub at: u64,
     /// Why, as the operator wrote it; may be empty.
     pub reason: String,
+}
+
+/// A ban list and its generation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct List {
+    /// One more at every write; 0 for a record without one (formats 1, 2).
+    pub generation: u64,
+    /// The bans, in the order written.
+    pub bans: Vec<Ban>,
 }
 
 /// Why a ban list cannot be written or read.
@@ -64,6 +84,8 @@ pub enum BanError {
     Unauthentic,
     /// Truncated, trailing bytes, a bad localpart or reason.
     Malformed(&'static str),
+    /// The cipher refused to seal the list.
+    Sealing,
 }
 
 impl std::fmt::Display for BanError {
@@ -80,10 +102,10 @@ impl std::fmt::Display for BanError {
                 "a reason is at most {MAX_REASON_BYTES} bytes on one line, without control \
                  characters"
             ),
-            BanError::WrongFormat(CLEAR) => {
+            BanError::WrongFormat(CLEAR | CLEAR_V1) => {
                 f.write_str("the stored ban list is in clear, but the store has an encrypt key")
             }
-            BanError::WrongFormat(SEALED) => {
+            BanError::WrongFormat(SEALED | SEALED_V1) => {
                 f.write_str("the stored ban list is encrypted, but the store has no encrypt key")
             }
             BanError::WrongFormat(b) => write!(f, "the stored ban list has unknown format {b}"),
@@ -92,6 +114,7 @@ impl std::fmt::Display for BanError {
                  another encrypt key)",
             ),
             BanError::Malformed(what) => write!(f, "the stored ban list is malformed: {what}"),
+            BanError::Sealing => f.write_str("the ban list could not be encrypted"),
         }
     }
 }
@@ -116,43 +139,54 @@ pub fn key(codec: &StoreCodec, domain: &str) -> String {
     }
 }
 
-fn cipher(enc: &[u8; 32]) -> XSalsa20Poly1305 {
-    let key = StoreCodec::mac256(enc, b"axrelay ban list");
+/// The cipher of a sealed record of `format` for `domain`.
+fn cipher(enc: &[u8; 32], format: u8, domain: &str) -> XSalsa20Poly1305 {
+    let key = if format == SEALED_V1 {
+        StoreCodec::mac256(enc, b"axrelay ban list")
+    } else {
+        StoreCodec::mac256(
+            enc,
+            format!("axrelay ban list {format}@{domain}").as_bytes(),
+        )
+    };
     XSalsa20Poly1305::new(Key::from_slice(&key))
 }
 
-/// The record for `bans`. `nonce` must be fresh random bytes when the
-/// codec seals (it is ignored in clear).
+/// The record of `list` for `domain`. `nonce` must be fresh random bytes
+/// when the codec seals (it is ignored in clear).
 pub fn encode(
     codec: &StoreCodec,
-    bans: &[Ban],
+    domain: &str,
+    list: &List,
     nonce: [u8; NONCE_LEN],
 ) -> Result<Vec<u8>, BanError> {
+    let bans = &list.bans;
     if bans.len() > MAX_BANS {
         return Err(BanError::TooMany);
     }
-    let mut list = Vec::with_capacity(4 + bans.len() * (ENTRY_FIXED + 16));
+    let mut body = Vec::with_capacity(12 + bans.len() * (ENTRY_FIXED + 16));
+    body.extend_from_slice(&list.generation.to_be_bytes());
     // At most MAX_BANS: fits.
-    list.extend_from_slice(&(bans.len() as u32).to_be_bytes());
+    body.extend_from_slice(&(bans.len() as u32).to_be_bytes());
     for b in bans {
         if !reason_ok(&b.reason) {
             return Err(BanError::BadReason);
         }
-        list.extend_from_slice(b.local.as_bytes());
-        list.extend_from_slice(&b.at.to_be_bytes());
+        body.extend_from_slice(b.local.as_bytes());
+        body.extend_from_slice(&b.at.to_be_bytes());
         // At most MAX_REASON_BYTES: fits.
-        list.extend_from_slice(&(b.reason.len() as u16).to_be_bytes());
-        list.extend_from_slice(b.reason.as_bytes());
-        if list.len() > MAX_RECORD_BYTES {
+        body.extend_from_slice(&(b.reason.len() as u16).to_be_bytes());
+        body.extend_from_slice(b.reason.as_bytes());
+        if body.len() > MAX_RECORD_BYTES {
             return Err(BanError::TooLarge);
         }
     }
     let record = match codec.encrypt_key() {
-        None => [&[CLEAR][..], &list].concat(),
+        None => [&[CLEAR][..], &body].concat(),
         Some(enc) => {
-            let sealed = cipher(enc)
-                .encrypt(Nonce::from_slice(&nonce), list.as_slice())
-                .map_err(|_| BanError::TooLarge)?;
+            let sealed = cipher(enc, SEALED, domain)
+                .encrypt(Nonce::from_slice(&nonce), body.as_slice())
+                .map_err(|_| BanError::Sealing)?;
             [&[SEALED][..], &nonce, &sealed].concat()
         }
     };
@@ -162,25 +196,35 @@ pub fn encode(
     Ok(record)
 }
 
-/// The bans in a stored record.
-pub fn decode(codec: &StoreCodec, record: &[u8]) -> Result<Vec<Ban>, BanError> {
+/// The list in a stored record of `domain`.
+pub fn decode(codec: &StoreCodec, domain: &str, record: &[u8]) -> Result<List, BanError> {
     if record.len() > MAX_RECORD_BYTES {
         return Err(BanError::TooLarge);
     }
     let (&format, rest) = record.split_first().ok_or(BanError::Malformed("empty"))?;
-    let list = match (format, codec.encrypt_key()) {
-        (CLEAR, None) => rest.to_vec(),
-        (SEALED, Some(enc)) => {
+    let body = match (format, codec.encrypt_key()) {
+        (CLEAR | CLEAR_V1, None) => rest.to_vec(),
+        (SEALED | SEALED_V1, Some(enc)) => {
             let (nonce, sealed) = rest
                 .split_at_checked(NONCE_LEN)
                 .ok_or(BanError::Malformed("truncated nonce"))?;
-            cipher(enc)
+            cipher(enc, format, domain)
                 .decrypt(Nonce::from_slice(nonce), sealed)
                 .map_err(|_| BanError::Unauthentic)?
         }
         (f, _) => return Err(BanError::WrongFormat(f)),
     };
-    parse_list(&list)
+    let mut buf = body.as_slice();
+    let generation = if format == CLEAR || format == SEALED {
+        let g = take(&mut buf, 8)?;
+        u64::from_be_bytes([g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]])
+    } else {
+        0
+    };
+    Ok(List {
+        generation,
+        bans: parse_list(buf)?,
+    })
 }
 
 fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], BanError> {
@@ -247,14 +291,60 @@ mod tests {
         ]
     }
 
+    const D: &str = "axr.example";
+
+    fn gen(generation: u64, bans: Vec<Ban>) -> List {
+        List { generation, bans }
+    }
+
     #[test]
     fn clear_and_sealed_records_round_trip() {
         for codec in [StoreCodec::new(None), StoreCodec::new(Some(ENC))] {
-            for bans in [Vec::new(), list()] {
-                let rec = encode(&codec, &bans, [9; NONCE_LEN]).unwrap();
-                assert_eq!(decode(&codec, &rec).unwrap(), bans);
+            for l in [gen(0, Vec::new()), gen(7, list()), gen(u64::MAX, list())] {
+                let rec = encode(&codec, D, &l, [9; NONCE_LEN]).unwrap();
+                assert_eq!(decode(&codec, D, &rec).unwrap(), l);
             }
         }
+    }
+
+    /// A record as formats 1 and 2 wrote it: the list without a generation.
+    fn old_record(codec: &StoreCodec, bans: Vec<Ban>) -> Vec<u8> {
+        let new = encode(&StoreCodec::new(None), D, &gen(0, bans), [0; NONCE_LEN]).unwrap();
+        let body = &new[1 + 8..];
+        match codec.encrypt_key() {
+            None => [&[CLEAR_V1][..], body].concat(),
+            Some(enc) => {
+                let nonce = [1; NONCE_LEN];
+                let sealed = cipher(enc, SEALED_V1, D)
+                    .encrypt(Nonce::from_slice(&nonce), body)
+                    .unwrap();
+                [&[SEALED_V1][..], &nonce, &sealed].concat()
+            }
+        }
+    }
+
+    #[test]
+    fn old_records_read_as_generation_0() {
+        for codec in [StoreCodec::new(None), StoreCodec::new(Some(ENC))] {
+            let rec = old_record(&codec, list());
+            assert_eq!(decode(&codec, D, &rec), Ok(gen(0, list())));
+            // The old sealed format was not bound to a domain.
+            assert_eq!(decode(&codec, "other.example", &rec), Ok(gen(0, list())));
+        }
+    }
+
+    #[test]
+    fn a_sealed_record_does_not_open_under_another_domain() {
+        let codec = StoreCodec::new(Some(ENC));
+        let rec = encode(&codec, D, &gen(3, list()), [2; NONCE_LEN]).unwrap();
+        assert_eq!(
+            decode(&codec, "other.example", &rec),
+            Err(BanError::Unauthentic)
+        );
+        // Nor relabelled as the old format, whose key names no domain.
+        let mut relabelled = rec.clone();
+        relabelled[0] = SEALED_V1;
+        assert_eq!(decode(&codec, D, &relabelled), Err(BanError::Unauthentic));
     }
 
     #[test]
@@ -268,42 +358,43 @@ mod tests {
     #[test]
     fn a_sealed_record_hides_the_list_and_rejects_tampering() {
         let codec = StoreCodec::new(Some(ENC));
-        let rec = encode(&codec, &list(), [3; NONCE_LEN]).unwrap();
+        let rec = encode(&codec, D, &gen(1, list()), [3; NONCE_LEN]).unwrap();
         assert!(!rec.windows(8).any(|w| w == &A.as_bytes()[..8]));
         assert!(!rec.windows(4).any(|w| w == b"spam"));
         for i in 0..rec.len() {
             let mut bad = rec.clone();
             bad[i] ^= 1;
-            assert!(decode(&codec, &bad).is_err(), "byte {i}");
+            assert!(decode(&codec, D, &bad).is_err(), "byte {i}");
         }
-        assert!(decode(&codec, &rec[..rec.len() - 1]).is_err());
+        assert!(decode(&codec, D, &rec[..rec.len() - 1]).is_err());
         assert_eq!(
-            decode(&StoreCodec::new(Some([7; 32])), &rec),
+            decode(&StoreCodec::new(Some([7; 32])), D, &rec),
             Err(BanError::Unauthentic)
         );
         // Neither side takes the other's format.
         assert_eq!(
-            decode(&StoreCodec::new(None), &rec),
+            decode(&StoreCodec::new(None), D, &rec),
             Err(BanError::WrongFormat(SEALED))
         );
-        let clear = encode(&StoreCodec::new(None), &list(), [0; NONCE_LEN]).unwrap();
-        assert_eq!(decode(&codec, &clear), Err(BanError::WrongFormat(CLEAR)));
+        let clear = encode(&StoreCodec::new(None), D, &gen(1, list()), [0; NONCE_LEN]).unwrap();
+        assert_eq!(decode(&codec, D, &clear), Err(BanError::WrongFormat(CLEAR)));
     }
 
     #[test]
     fn malformed_clear_records_are_errors_not_panics() {
         let codec = StoreCodec::new(None);
-        let rec = encode(&codec, &list(), [0; NONCE_LEN]).unwrap();
+        let rec = encode(&codec, D, &gen(1, list()), [0; NONCE_LEN]).unwrap();
         for n in 0..rec.len() {
-            assert!(decode(&codec, &rec[..n]).is_err(), "prefix {n}");
+            assert!(decode(&codec, D, &rec[..n]).is_err(), "prefix {n}");
         }
         let mut trailing = rec.clone();
         trailing.push(0);
-        assert!(decode(&codec, &trailing).is_err());
+        assert!(decode(&codec, D, &trailing).is_err());
         let mut huge_count = vec![CLEAR];
+        huge_count.extend_from_slice(&1u64.to_be_bytes());
         huge_count.extend_from_slice(&u32::MAX.to_be_bytes());
-        assert_eq!(decode(&codec, &huge_count), Err(BanError::TooMany));
-        assert!(decode(&codec, &[9, 0, 0, 0, 0]).is_err());
+        assert_eq!(decode(&codec, D, &huge_count), Err(BanError::TooMany));
+        assert!(decode(&codec, D, &[9, 0, 0, 0, 0]).is_err());
     }
 
     #[test]
@@ -312,18 +403,18 @@ mod tests {
         let mut bad = list();
         bad[0].reason = "two\nlines".into();
         assert_eq!(
-            encode(&codec, &bad, [0; NONCE_LEN]),
+            encode(&codec, D, &gen(1, bad.clone()), [0; NONCE_LEN]),
             Err(BanError::BadReason)
         );
         bad[0].reason = "x".repeat(MAX_REASON_BYTES + 1);
         assert_eq!(
-            encode(&codec, &bad, [0; NONCE_LEN]),
+            encode(&codec, D, &gen(1, bad.clone()), [0; NONCE_LEN]),
             Err(BanError::BadReason)
         );
         let one = list().remove(0);
         let many = vec![one.clone(); MAX_BANS + 1];
         assert_eq!(
-            encode(&codec, &many, [0; NONCE_LEN]),
+            encode(&codec, D, &gen(1, many), [0; NONCE_LEN]),
             Err(BanError::TooMany)
         );
         let long = Ban {
@@ -332,7 +423,7 @@ mod tests {
         };
         let large = vec![long; MAX_BANS];
         assert_eq!(
-            encode(&codec, &large, [0; NONCE_LEN]),
+            encode(&codec, D, &gen(1, large), [0; NONCE_LEN]),
             Err(BanError::TooLarge)
         );
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::harness::*;
 use crate::action::{Action, StoreOutcome};
-use crate::bans::record::{self, Ban, NONCE_LEN};
+use crate::bans::record::{self, Ban, List, NONCE_LEN};
 use crate::bans::REFRESH_EVERY;
 use crate::element::Element;
 use crate::pseudonym::Local;
@@ -15,8 +15,19 @@ const ALICE: &str = "alice@a.example/phone";
 const BOB: &str = "bob@b.example/laptop";
 const CAROL: &str = "carol@c.example/desk";
 
-/// Write `banned` (pseudonym JIDs) as the store's ban list.
+/// Write `banned` (pseudonym JIDs) as the store's ban list, one
+/// generation above the stored one, as `axrelay ban` does.
 fn write_bans(h: &mut Harness, banned: &[&str]) {
+    let codec = StoreCodec::new(h.relay.config().encrypt);
+    let stored = h.store.get(&h.bans_key).unwrap();
+    let generation = stored.map_or(0, |r| {
+        record::decode(&codec, DOMAIN, &r).map_or(0, |l| l.generation) + 1
+    });
+    write_bans_at(h, generation, banned);
+}
+
+/// Write `banned` as the ban list of `generation`.
+fn write_bans_at(h: &mut Harness, generation: u64, banned: &[&str]) {
     let codec = StoreCodec::new(h.relay.config().encrypt);
     let bans: Vec<Ban> = banned
         .iter()
@@ -26,7 +37,8 @@ fn write_bans(h: &mut Harness, banned: &[&str]) {
             reason: "abuse report".into(),
         })
         .collect();
-    let rec = record::encode(&codec, &bans, [5; NONCE_LEN]).unwrap();
+    let list = List { generation, bans };
+    let rec = record::encode(&codec, DOMAIN, &list, [5; NONCE_LEN]).unwrap();
     let key = h.bans_key.clone();
     h.store.put(&key, &rec, 0).unwrap();
 }
@@ -217,4 +229,134 @@ fn refusals_are_logged_once_a_minute_per_pseudonym() {
         h.relay.bans.refused(&l, t + Duration::from_secs(60)),
         Some(3)
     );
+}
+
+#[test]
+fn a_stanza_waiting_for_the_store_is_refused_once_the_ban_list_arrives() {
+    let mut first = online(config());
+    let a = first.whoami(ALICE);
+    let b = first.whoami(BOB);
+    // A fresh relay over the same store has to look Alice's pseudonym up.
+    let store = std::mem::take(&mut first.store);
+    let mut h = online(config());
+    h.store = store;
+    h.mode = StoreMode::Hold;
+    chat(&mut h, BOB, &a, "b0");
+    assert!(h.take().is_empty(), "waiting for the lookup");
+    let lookup = h.held.len();
+    assert!(lookup > 0);
+    // Bob is banned meanwhile, and the list is read before the lookup answers.
+    write_bans(&mut h, &[&b]);
+    h.advance(REFRESH_EVERY);
+    let read = h
+        .held
+        .iter()
+        .position(|held| matches!(&held.action, Action::Get { key, .. } if *key == h.bans_key))
+        .expect("the ban list's read");
+    h.answer(read, crate::testing::Answer::Right);
+    assert_eq!(h.relay.bans.listed(), vec![local(&b).to_owned()]);
+    h.release_all();
+    assert!(is_forbidden(&h.one(), BOB, &a));
+    assert_eq!(h.relay.stats().relayed, 0);
+    assert_eq!(h.relay.stats().banned, 1);
+}
+
+#[test]
+fn a_sealed_record_that_does_not_authenticate_keeps_the_last_list() {
+    let mut c = config();
+    c.encrypt = Some([4; 32]);
+    let mut h = online(c);
+    let a = h.whoami(ALICE);
+    write_bans(&mut h, &[&a]);
+    h.advance(REFRESH_EVERY);
+    assert_eq!(h.relay.bans.listed(), vec![local(&a).to_owned()]);
+    super::logs::capture();
+    let key = h.bans_key.clone();
+    let stored = h.store.get(&key).unwrap().unwrap();
+    // Sealed under another key, with a higher generation: not taken.
+    let other = StoreCodec::new(Some([5; 32]));
+    let list = List {
+        generation: 99,
+        bans: Vec::new(),
+    };
+    let forged = record::encode(&other, DOMAIN, &list, [6; NONCE_LEN]).unwrap();
+    h.store.put(&key, &forged, 0).unwrap();
+    h.advance(REFRESH_EVERY);
+    assert_eq!(h.relay.bans.listed(), vec![local(&a).to_owned()]);
+    // A flipped bit in the ciphertext: not taken either.
+    let mut flipped = stored.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    h.store.put(&key, &flipped, 0).unwrap();
+    h.advance(REFRESH_EVERY);
+    assert_eq!(h.relay.bans.listed(), vec![local(&a).to_owned()]);
+    let warned = super::logs::taken(log::Level::Warn, "does not authenticate");
+    assert_eq!(warned.len(), 1, "one warning: {warned:?}");
+    // The authentic record again: taken, and a later bad one warns again.
+    h.store.put(&key, &stored, 0).unwrap();
+    h.advance(REFRESH_EVERY);
+    h.store.put(&key, &forged, 0).unwrap();
+    h.advance(REFRESH_EVERY);
+    assert_eq!(
+        super::logs::taken(log::Level::Warn, "does not authenticate").len(),
+        2
+    );
+}
+
+#[test]
+fn an_older_generation_is_refused_with_one_warning() {
+    let mut c = config();
+    c.encrypt = Some([4; 32]);
+    let mut h = online(c);
+    let a = h.whoami(ALICE);
+    write_bans_at(&mut h, 5, &[&a]);
+    h.advance(REFRESH_EVERY);
+    assert_eq!(h.relay.bans.listed(), vec![local(&a).to_owned()]);
+    super::logs::capture();
+    // An authentic but older list replayed into the store: the ban stays.
+    write_bans_at(&mut h, 4, &[]);
+    h.advance(REFRESH_EVERY);
+    write_bans_at(&mut h, 0, &[]);
+    h.advance(REFRESH_EVERY);
+    assert_eq!(h.relay.bans.listed(), vec![local(&a).to_owned()]);
+    let warned = super::logs::taken(log::Level::Warn, "older");
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("generation 4"), "{}", warned[0]);
+    // The same generation is taken (two writers may both write it), and
+    // a newer one too.
+    write_bans_at(&mut h, 5, &[]);
+    h.advance(REFRESH_EVERY);
+    assert!(!h.relay.bans.any());
+    write_bans_at(&mut h, 6, &[&a]);
+    h.advance(REFRESH_EVERY);
+    assert!(h.relay.bans.any());
+}
+
+#[test]
+fn refusals_are_logged_once_a_minute_naming_the_pseudonym_only() {
+    let mut h = online(config());
+    let a = h.whoami(ALICE);
+    let b = h.whoami(BOB);
+    write_bans(&mut h, &[&b]);
+    h.advance(REFRESH_EVERY);
+    super::logs::capture();
+    for id in ["1", "2", "3"] {
+        chat(&mut h, BOB, &a, id);
+        assert!(is_forbidden(&h.one(), BOB, &a));
+    }
+    let lines = super::logs::taken(log::Level::Info, "ban:");
+    assert_eq!(
+        lines,
+        [format!(
+            "ban: {} is banned; 1 of its stanzas refused since the last such line",
+            local(&b)
+        )]
+    );
+    h.advance(Duration::from_secs(60));
+    chat(&mut h, BOB, &a, "4");
+    h.take();
+    let lines = super::logs::taken(log::Level::Info, "ban:");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[1].contains("3 of its stanzas"), "{}", lines[1]);
+    assert!(lines.iter().all(|l| !l.contains("bob@")), "{lines:?}");
 }

@@ -29,7 +29,7 @@ impl log::Log for Capture {
 
 /// Start capturing this thread's records (the logger is installed once per
 /// test binary; other threads' records stay apart).
-fn capture() {
+pub(super) fn capture() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         let _ = log::set_logger(&Capture);
@@ -39,7 +39,7 @@ fn capture() {
 }
 
 /// Records at `level` mentioning `text`, taken out of the capture.
-fn taken(level: log::Level, text: &str) -> Vec<String> {
+pub(super) fn taken(level: log::Level, text: &str) -> Vec<String> {
     RECORDS.with(|r| {
         r.borrow()
             .iter()
