@@ -341,7 +341,7 @@ mod tests {
     fn config() -> Config {
         let mut c = Config::new("axr.example.org", "pw", b"secret");
         c.wall_clock = Some(WallClock {
-            at: Instant::now(),
+            at: crate::tests::origin(),
             unix_secs: 1_800_000_000,
         });
         c
@@ -368,7 +368,7 @@ mod tests {
 
     #[test]
     fn the_wall_clock_counts_on_from_its_instant() {
-        let at = Instant::now();
+        let at = crate::tests::origin();
         let w = WallClock {
             at,
             unix_secs: 1_800_000_000,

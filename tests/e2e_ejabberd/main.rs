@@ -44,6 +44,38 @@ fn start_relays<const N: usize>(
     relays.try_into().unwrap_or_else(|_| unreachable!())
 }
 
+/// `user-1` … `user-8`, registered. Fixed names: ejabberd hashes the
+/// sender's bare JID to pick the slot, so the split between the instances
+/// is the same on every run.
+fn register_fixed_users(ej: &Ejabberd) -> Vec<String> {
+    let users: Vec<String> = (1..=8).map(|i| format!("user-{i}")).collect();
+    for u in &users {
+        ej.register(u);
+    }
+    users
+}
+
+/// Instances behind `domain_balancing` sharing `memcached`. Every ping's
+/// answer goes to one instance, so they keep alive with whitespace; a short
+/// interval puts keepalives between the messages.
+fn balanced_options(memcached: &Memcached) -> RelayOptions {
+    RelayOptions {
+        memcache: Some((memcached.addr(), random_secret())),
+        keepalive: (2, "whitespace"),
+        ..RelayOptions::default()
+    }
+}
+
+/// Every user online with a fresh resource, and the pseudonym each got.
+fn log_in(ej: &Ejabberd, users: &[String]) -> (Vec<Client>, Vec<String>) {
+    let mut clients: Vec<Client> = users
+        .iter()
+        .map(|u| Client::login_at(ej.c2s_port, u, &new_resource()))
+        .collect();
+    let pseudonyms = clients.iter_mut().map(Client::whoami).collect();
+    (clients, pseudonyms)
+}
+
 /// A new account `prefix-<random>` online with a fresh resource, and the
 /// pseudonym the relay gives it.
 fn online(ej: &Ejabberd, prefix: &str) -> (Client, String) {
@@ -209,30 +241,12 @@ fn readme_ejabberd_snippet_comes_from_the_template() {
 fn two_instances_behind_domain_balancing_share_memcached() {
     let memcached = Memcached::start();
     let ej = Ejabberd::start(2);
-    // Fixed names: ejabberd hashes the sender's bare JID to pick the slot,
-    // so the split between the instances is the same on every run.
-    let users: Vec<String> = (1..=8).map(|i| format!("user-{i}")).collect();
-    for u in &users {
-        ej.register(u);
-    }
-
-    // Under domain_balancing every ping's answer goes to one instance, so
-    // balanced instances keep alive with whitespace; a short interval puts
-    // keepalives between the messages.
-    let opts = RelayOptions {
-        memcache: Some((memcached.addr(), random_secret())),
-        keepalive: (2, "whitespace"),
-        ..RelayOptions::default()
-    };
+    let users = register_fixed_users(&ej);
     // Both slots are taken when the third connects: ejabberd accepts it,
     // but routes nothing to it.
+    let opts = balanced_options(&memcached);
     let [mut r1, mut r2, mut r3] = start_relays(&ej, &opts, ["smol", "blocking", "blocking"]);
-
-    let mut clients: Vec<Client> = users
-        .iter()
-        .map(|u| Client::login_at(ej.c2s_port, u, &new_resource()))
-        .collect();
-    let pseudonyms: Vec<String> = clients.iter_mut().map(Client::whoami).collect();
+    let (mut clients, pseudonyms) = log_in(&ej, &users);
     let distinct: BTreeSet<&String> = pseudonyms.iter().collect();
     assert_eq!(distinct.len(), users.len(), "{pseudonyms:#?}");
 
@@ -362,21 +376,9 @@ const CORRECT: &str = "urn:xmpp:message-correct:0";
 fn answers_cross_instances_behind_domain_balancing() {
     let memcached = Memcached::start();
     let ej = Ejabberd::start(2);
-    let users: Vec<String> = (1..=8).map(|i| format!("user-{i}")).collect();
-    for u in &users {
-        ej.register(u);
-    }
-    let opts = RelayOptions {
-        memcache: Some((memcached.addr(), random_secret())),
-        keepalive: (2, "whitespace"),
-        ..RelayOptions::default()
-    };
-    let [mut r1, mut r2] = start_relays(&ej, &opts, ["smol", "blocking"]);
-    let mut clients: Vec<Client> = users
-        .iter()
-        .map(|u| Client::login_at(ej.c2s_port, u, &new_resource()))
-        .collect();
-    let pseudonyms: Vec<String> = clients.iter_mut().map(Client::whoami).collect();
+    let users = register_fixed_users(&ej);
+    let [mut r1, mut r2] = start_relays(&ej, &balanced_options(&memcached), ["smol", "blocking"]);
+    let (mut clients, pseudonyms) = log_in(&ej, &users);
     let bare_of = |u: &str| format!("{u}@{}", HOST);
     let on1 = logged_senders(&r1, WHOAMI);
     let on2 = logged_senders(&r2, WHOAMI);

@@ -43,6 +43,18 @@ fn write_bans_at(h: &mut Harness, generation: u64, banned: &[&str]) {
     h.store.put(&key, &rec, 0).unwrap();
 }
 
+/// A relay with `encrypt` that has read a sealed list of generation
+/// `generation` banning Alice; her pseudonym.
+fn sealed_with_ban_at(generation: u64) -> (Harness, String) {
+    let mut c = config();
+    c.encrypt = Some([4; 32]);
+    let mut h = online(c);
+    let a = h.whoami(ALICE);
+    write_bans_at(&mut h, generation, &[&a]);
+    h.advance(REFRESH_EVERY);
+    (h, a)
+}
+
 fn chat(h: &mut Harness, from: &str, to: &str, id: &str) {
     h.feed(&format!(
         "<message from='{from}' to='{to}' type='chat' id='{id}'><body>{id}</body></message>"
@@ -162,12 +174,7 @@ fn a_failed_or_unreadable_read_keeps_the_last_list() {
 
 #[test]
 fn a_missing_record_is_written_back_when_bans_were_known() {
-    let mut c = config();
-    c.encrypt = Some([4; 32]);
-    let mut h = online(c);
-    let a = h.whoami(ALICE);
-    write_bans(&mut h, &[&a]);
-    h.advance(REFRESH_EVERY);
+    let (mut h, a) = sealed_with_ban_at(0);
     let key = h.bans_key.clone();
     let stored = h.store.get(&key).unwrap().unwrap();
 
@@ -263,12 +270,7 @@ fn a_stanza_waiting_for_the_store_is_refused_once_the_ban_list_arrives() {
 
 #[test]
 fn a_sealed_record_that_does_not_authenticate_keeps_the_last_list() {
-    let mut c = config();
-    c.encrypt = Some([4; 32]);
-    let mut h = online(c);
-    let a = h.whoami(ALICE);
-    write_bans(&mut h, &[&a]);
-    h.advance(REFRESH_EVERY);
+    let (mut h, a) = sealed_with_ban_at(0);
     assert_eq!(h.relay.bans.listed(), vec![local(&a).to_owned()]);
     super::logs::capture();
     let key = h.bans_key.clone();
@@ -305,12 +307,7 @@ fn a_sealed_record_that_does_not_authenticate_keeps_the_last_list() {
 
 #[test]
 fn an_older_generation_is_refused_with_one_warning() {
-    let mut c = config();
-    c.encrypt = Some([4; 32]);
-    let mut h = online(c);
-    let a = h.whoami(ALICE);
-    write_bans_at(&mut h, 5, &[&a]);
-    h.advance(REFRESH_EVERY);
+    let (mut h, a) = sealed_with_ban_at(5);
     assert_eq!(h.relay.bans.listed(), vec![local(&a).to_owned()]);
     super::logs::capture();
     // An authentic but older list replayed into the store: the ban stays.
