@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use axrelay_host::socks5::Proxy;
 use axrelay_host::Exit;
-use axrelay_proto::{DisconnectReason, MemoryStore, Store};
+use axrelay_proto::{DisconnectReason, MemoryStore, Relay, Store};
 
 use axrelay_test_support::server::{self, Conn, FakeServer, Got, Node};
 use harness::{
@@ -76,11 +76,17 @@ fn expect_relayed(
     msg
 }
 
-/// A relay connected to a fresh fake server, online.
-fn online(start: Start, store: Arc<dyn Store>) -> (FakeServer, Running, Conn) {
+/// `relay` started against a fresh fake server, not yet accepted.
+fn started(start: Start, relay: Relay, store: Arc<dyn Store>) -> (FakeServer, Running) {
     init_logging();
     let server = FakeServer::start();
-    let running = start(relay(), options(server.port()), store);
+    let running = start(relay, options(server.port()), store);
+    (server, running)
+}
+
+/// A relay connected to a fresh fake server, online.
+fn online(start: Start, store: Arc<dyn Store>) -> (FakeServer, Running, Conn) {
+    let (server, running) = started(start, relay(), store);
     let mut conn = server.accept(SHORT);
     conn.handshake(PASSWORD);
     (server, running, conn)
@@ -148,15 +154,9 @@ pub fn reconnects_after_a_drop(start: Start) {
 }
 
 pub fn reconnects_when_pings_go_unanswered(start: Start) {
-    init_logging();
-    let server = FakeServer::start();
     let mut cfg = config();
     cfg.keepalive = Duration::from_millis(300);
-    let running = start(
-        relay_with(cfg),
-        options(server.port()),
-        Arc::new(MemoryStore::default()),
-    );
+    let (server, running) = started(start, relay_with(cfg), Arc::new(MemoryStore::default()));
     let mut conn = server.accept(SHORT);
     conn.handshake(PASSWORD);
     conn.answer_pings = false;
@@ -187,13 +187,7 @@ pub fn reconnects_after_bad_xml(start: Start) {
 }
 
 pub fn retries_on_conflict(start: Start) {
-    init_logging();
-    let server = FakeServer::start();
-    let running = start(
-        relay(),
-        options(server.port()),
-        Arc::new(MemoryStore::default()),
-    );
+    let (server, running) = started(start, relay(), Arc::new(MemoryStore::default()));
     let mut first = server.accept(SHORT);
     first.open_stream("standby");
     first.stream_error("conflict");
@@ -205,13 +199,7 @@ pub fn retries_on_conflict(start: Start) {
 }
 
 pub fn not_authorized_is_fatal(start: Start) {
-    init_logging();
-    let server = FakeServer::start();
-    let running = start(
-        relay(),
-        options(server.port()),
-        Arc::new(MemoryStore::default()),
-    );
+    let (server, running) = started(start, relay(), Arc::new(MemoryStore::default()));
     let mut conn = server.accept(SHORT);
     conn.open_stream("refuse");
     conn.stream_error("not-authorized");
