@@ -688,9 +688,10 @@ mod tests {
             .and_then(|rest| rest.split(' ').next())
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
-        // 499 recipients looked up once each, and the ban list, read when
-        // the relay comes online and once a second after.
-        assert!((500..=505).contains(&keys), "{load}");
+        // 499 recipients looked up once each, and the ban list's reads
+        // (when the relay comes online, then once a second), which may
+        // all fall before the count starts.
+        assert!((499..=505).contains(&keys), "{load}");
 
         let mut a = args(Kind::Blocking);
         a.rate = Some(20_000.0);
