@@ -180,7 +180,7 @@ pub struct Config {
     /// mappings that may be being written again after a store failure.
     pub max_pending: usize,
     /// What those stanzas may hold in total (approximate heap bytes, see
-    /// `Element::weight`), beyond which only a first one may wait: with a
+    /// `Tree::weight`), beyond which only a first one may wait: with a
     /// slow store, `max_pending` stanzas of `max_stanza_bytes` each would
     /// be gigabytes.
     pub max_pending_bytes: usize,

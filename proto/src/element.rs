@@ -1,21 +1,59 @@
-//! A small owned tree for one stanza, bounded by the framer's limits.
+//! One stanza as the framer read it: a flat record in document order, its
+//! strings (names, namespaces, attribute values, text, all decoded) in one
+//! buffer. Three allocations hold any stanza, and the framer reuses them
+//! for the next one; [`Element`] is a view into it.
 
 use std::borrow::Cow;
 
-use rxml::{AttrMap, Namespace, NcName};
-
-/// One element of a stanza.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Element {
-    pub(crate) ns: Namespace<'static>,
-    pub(crate) name: NcName,
-    pub(crate) attrs: AttrMap,
-    pub(crate) children: Vec<Node>,
+/// A byte range of [`Tree::strs`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Span {
+    at: u32,
+    end: u32,
 }
 
-/// The unqualified attributes a stanza's handling reads, found in one pass:
-/// each [`Element::attr`] is a search of two nested B-trees, and a relayed
-/// message needs five of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Node {
+    Element {
+        ns: Span,
+        name: Span,
+        /// Its attributes: a range of `Tree::attrs`.
+        attrs: (u32, u32),
+        /// The index after its last descendant.
+        end: u32,
+    },
+    Text(Span),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Attr {
+    ns: Span,
+    name: Span,
+    value: Span,
+}
+
+/// A stanza: element 0 and everything in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Tree {
+    strs: String,
+    nodes: Vec<Node>,
+    attrs: Vec<Attr>,
+    /// The last node is text no element has followed: more text joins it.
+    text_open: bool,
+}
+
+/// One element of a [`Tree`].
+#[derive(Clone, Copy)]
+pub(crate) struct Element<'a> {
+    tree: &'a Tree,
+    at: u32,
+    ns: Span,
+    name: Span,
+    attrs: (u32, u32),
+    end: u32,
+}
+
+/// The unqualified attributes a stanza's handling reads, found in one pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Head<'a> {
     pub(crate) from: Option<&'a str>,
@@ -25,94 +63,267 @@ pub(crate) struct Head<'a> {
     pub(crate) kind: Option<&'a str>,
 }
 
-/// Content of an element.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Node {
-    Element(Element),
-    Text(String),
+impl Tree {
+    fn span(&mut self, at: usize) -> Span {
+        Span {
+            at: at as u32,
+            end: self.strs.len() as u32,
+        }
+    }
+
+    fn push_str(&mut self, s: &str) -> Span {
+        let at = self.strs.len();
+        self.strs.push_str(s);
+        self.span(at)
+    }
+
+    /// Forgets the stanza, keeping the capacity.
+    pub(crate) fn clear(&mut self) {
+        self.strs.clear();
+        self.nodes.clear();
+        self.attrs.clear();
+        self.text_open = false;
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Opens an element; its attributes follow ([`Tree::add_attr`]), then its
+    /// content, then [`Tree::close`] with the index returned.
+    pub(crate) fn open(&mut self, ns: &str, name: &str) -> u32 {
+        let ns = self.push_str(ns);
+        let name = self.push_str(name);
+        let at = self.attrs.len() as u32;
+        self.nodes.push(Node::Element {
+            ns,
+            name,
+            attrs: (at, at),
+            end: u32::MAX,
+        });
+        self.text_open = false;
+        (self.nodes.len() - 1) as u32
+    }
+
+    /// An attribute of the element just opened; `decode` appends its value.
+    pub(crate) fn add_attr(&mut self, ns: &str, name: &str, decode: impl FnOnce(&mut String)) {
+        let ns = self.push_str(ns);
+        let name = self.push_str(name);
+        let at = self.strs.len();
+        decode(&mut self.strs);
+        let value = self.span(at);
+        self.attrs.push(Attr { ns, name, value });
+        let n = self.attrs.len() as u32;
+        if let Some(Node::Element { attrs, .. }) = self.nodes.last_mut() {
+            attrs.1 = n;
+        }
+    }
+
+    /// Length of the attribute value just added.
+    pub(crate) fn last_value_len(&self) -> usize {
+        self.attrs.last().map_or(0, |a| (a.value.end - a.value.at) as usize)
+    }
+
+    /// Text in the innermost open element; `decode` appends it.
+    pub(crate) fn add_text(&mut self, decode: impl FnOnce(&mut String)) {
+        let at = self.strs.len();
+        decode(&mut self.strs);
+        if self.strs.len() == at {
+            return;
+        }
+        match self.nodes.last_mut() {
+            Some(Node::Text(span)) if self.text_open => span.end = self.strs.len() as u32,
+            _ => {
+                let span = self.span(at);
+                self.nodes.push(Node::Text(span));
+                self.text_open = true;
+            }
+        }
+    }
+
+    /// Closes the element `open` returned.
+    pub(crate) fn close(&mut self, index: u32) {
+        let n = self.nodes.len() as u32;
+        if let Some(Node::Element { end, .. }) = self.nodes.get_mut(index as usize) {
+            *end = n;
+        }
+        self.text_open = false;
+    }
+
+    /// Keeps only the stanza's start tag (for error replies about a stanza
+    /// that was not kept).
+    pub(crate) fn keep_head(&mut self) {
+        let Some(&Node::Element { ns, name, attrs, .. }) = self.nodes.first() else {
+            return self.clear();
+        };
+        self.nodes.truncate(1);
+        self.nodes[0] = Node::Element {
+            ns,
+            name,
+            attrs,
+            end: 1,
+        };
+        self.attrs.truncate(attrs.1 as usize);
+        let used = self
+            .attrs
+            .last()
+            .map_or(name.end, |a| a.value.end)
+            .max(name.end);
+        self.strs.truncate(used as usize);
+        self.text_open = false;
+    }
+
+    /// The stanza's element.
+    pub(crate) fn root(&self) -> Element<'_> {
+        self.element(0)
+    }
+
+    fn element(&self, at: u32) -> Element<'_> {
+        match self.nodes.get(at as usize) {
+            Some(&Node::Element {
+                ns,
+                name,
+                attrs,
+                end,
+            }) => Element {
+                tree: self,
+                at,
+                ns,
+                name,
+                attrs,
+                end: end.min(self.nodes.len() as u32),
+            },
+            // Never reached: views are made of element nodes only. An
+            // empty element in no namespace stands in.
+            _ => Element {
+                tree: self,
+                at,
+                ns: Span::default(),
+                name: Span::default(),
+                attrs: (0, 0),
+                end: at,
+            },
+        }
+    }
+
+    fn get(&self, s: Span) -> &str {
+        self.strs.get(s.at as usize..s.end as usize).unwrap_or_default()
+    }
+
+    /// Roughly the heap this stanza holds; bounds what waiting stanzas
+    /// may hold in total.
+    pub(crate) fn weight(&self) -> usize {
+        self.strs.len()
+            + self.nodes.len() * std::mem::size_of::<Node>()
+            + self.attrs.len() * std::mem::size_of::<Attr>()
+    }
+
+    /// Bytes it holds now, capacity included.
+    pub(crate) fn capacity(&self) -> usize {
+        self.strs.capacity()
+            + self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self.attrs.capacity() * std::mem::size_of::<Attr>()
+    }
 }
 
-impl Element {
+impl<'a> Element<'a> {
+    fn attrs(&self) -> impl Iterator<Item = &'a Attr> {
+        let t = self.tree;
+        t.attrs
+            .get(self.attrs.0 as usize..self.attrs.1 as usize)
+            .unwrap_or_default()
+            .iter()
+    }
+
+    fn qualified(&self, ns: &str, name: &str) -> Option<&'a str> {
+        let t = self.tree;
+        self.attrs()
+            .find(|a| t.get(a.name) == name && t.get(a.ns) == ns)
+            .map(|a| t.get(a.value))
+    }
+
     /// An unqualified attribute.
-    pub(crate) fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs.get(&Namespace::NONE, name).map(String::as_str)
+    pub(crate) fn attr(&self, name: &str) -> Option<&'a str> {
+        self.qualified("", name)
     }
 
     /// `from`, `to`, `id` and `type`.
-    pub(crate) fn head(&self) -> Head<'_> {
+    pub(crate) fn head(&self) -> Head<'a> {
+        let t = self.tree;
         let mut head = Head::default();
-        // Unqualified attributes come first: the empty namespace sorts first.
-        for ((ns, name), value) in self.attrs.iter() {
-            if !ns.as_str().is_empty() {
-                break;
+        for a in self.attrs() {
+            if a.ns.end != a.ns.at {
+                continue;
             }
-            let slot = match name.as_str() {
+            let slot = match t.get(a.name) {
                 "from" => &mut head.from,
                 "to" => &mut head.to,
                 "id" => &mut head.id,
                 "type" => &mut head.kind,
                 _ => continue,
             };
-            *slot = Some(value.as_str());
+            *slot = Some(t.get(a.value));
         }
         head
     }
 
     /// `xml:lang`, if present.
-    pub(crate) fn lang(&self) -> Option<&str> {
-        self.attrs.get(crate::ns::XML, "lang").map(String::as_str)
+    pub(crate) fn lang(&self) -> Option<&'a str> {
+        self.qualified(crate::ns::XML, "lang")
     }
 
     pub(crate) fn is(&self, ns: &str, name: &str) -> bool {
-        self.name.as_str() == name && self.ns.as_str() == ns
+        self.name() == name && self.ns() == ns
     }
 
-    pub(crate) fn name(&self) -> &str {
-        self.name.as_str()
+    pub(crate) fn name(&self) -> &'a str {
+        self.tree.get(self.name)
     }
 
-    pub(crate) fn ns(&self) -> &str {
-        self.ns.as_str()
+    pub(crate) fn ns(&self) -> &'a str {
+        self.tree.get(self.ns)
+    }
+
+    /// Child nodes: each an element or a piece of text.
+    fn children(&self) -> impl Iterator<Item = Result<Element<'a>, &'a str>> {
+        let t = self.tree;
+        let mut i = self.at + 1;
+        let end = self.end;
+        std::iter::from_fn(move || {
+            if i >= end {
+                return None;
+            }
+            let node = t.nodes.get(i as usize)?;
+            Some(match *node {
+                Node::Element { end: e, .. } => {
+                    let el = t.element(i);
+                    i = e.max(i + 1);
+                    Ok(el)
+                }
+                Node::Text(s) => {
+                    i += 1;
+                    Err(t.get(s))
+                }
+            })
+        })
     }
 
     /// Child elements, in order.
-    pub(crate) fn elements(&self) -> impl Iterator<Item = &Element> {
-        self.children.iter().filter_map(|n| match n {
-            Node::Element(e) => Some(e),
-            Node::Text(_) => None,
-        })
+    pub(crate) fn elements(&self) -> impl Iterator<Item = Element<'a>> {
+        self.children().filter_map(Result::ok)
     }
 
     /// The first child element in `ns` named `name`.
     #[cfg(test)]
-    pub(crate) fn child(&self, ns: &str, name: &str) -> Option<&Element> {
+    pub(crate) fn child(&self, ns: &str, name: &str) -> Option<Element<'a>> {
         self.elements().find(|e| e.is(ns, name))
     }
 
-    /// Roughly the heap this tree holds: its names, attribute values and
-    /// text, plus a fixed cost per node for the structures around them.
-    /// Bounds what waiting stanzas may hold in total.
-    pub(crate) fn weight(&self) -> usize {
-        const NODE: usize = 64;
-        let attrs: usize = self.attrs.iter().map(|(_, v)| NODE + v.len()).sum();
-        let children: usize = self
-            .children
-            .iter()
-            .map(|n| match n {
-                Node::Element(e) => e.weight(),
-                Node::Text(t) => NODE + t.len(),
-            })
-            .sum();
-        NODE + self.name.len() + attrs + children
-    }
-
     /// The element's own text, concatenated; borrowed when it is one piece
-    /// (the framer merges adjacent text, so it is unless children split it).
-    pub(crate) fn text(&self) -> Cow<'_, str> {
-        let mut texts = self.children.iter().filter_map(|n| match n {
-            Node::Text(t) => Some(t.as_str()),
-            Node::Element(_) => None,
-        });
+    /// (adjacent text is joined while reading, so it is unless child
+    /// elements split it).
+    pub(crate) fn text(&self) -> Cow<'a, str> {
+        let mut texts = self.children().filter_map(Result::err);
         let first = texts.next().unwrap_or_default();
         match texts.next() {
             None => Cow::Borrowed(first),
@@ -121,40 +332,95 @@ impl Element {
     }
 }
 
+/// For tests, a tree reads as its stanza element.
+#[cfg(test)]
+impl Tree {
+    pub(crate) fn attr(&self, name: &str) -> Option<&str> {
+        self.root().attr(name)
+    }
+    pub(crate) fn name(&self) -> &str {
+        self.root().name()
+    }
+    pub(crate) fn elements(&self) -> impl Iterator<Item = Element<'_>> {
+        self.root().elements()
+    }
+    pub(crate) fn attr_count(&self) -> usize {
+        self.root().attr_count()
+    }
+    pub(crate) fn node_count(&self) -> usize {
+        self.root().node_count()
+    }
+}
+
+#[cfg(test)]
+impl Element<'_> {
+    /// How many attributes it has.
+    pub(crate) fn attr_count(&self) -> usize {
+        self.attrs().count()
+    }
+
+    /// How many child nodes (elements and pieces of text) it has.
+    pub(crate) fn node_count(&self) -> usize {
+        self.children().count()
+    }
+
+    /// Whether text stands directly in it.
+    pub(crate) fn has_text(&self) -> bool {
+        self.children().any(|c| c.is_err())
+    }
+}
+
+impl std::fmt::Debug for Element<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = self.tree;
+        let mut d = f.debug_struct("Element");
+        d.field("ns", &self.ns()).field("name", &self.name());
+        let attrs: Vec<_> = self
+            .attrs()
+            .map(|a| (t.get(a.ns), t.get(a.name), t.get(a.value)))
+            .collect();
+        d.field("attrs", &attrs);
+        let children: Vec<_> = self.children().collect();
+        d.field("children", &children).finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn el(name: &str, children: Vec<Node>) -> Element {
-        Element {
-            ns: Namespace::NONE,
-            name: NcName::try_from(name).expect("a valid name"),
-            attrs: AttrMap::new(),
-            children,
+    fn tree() -> Tree {
+        let mut t = Tree::default();
+        let m = t.open("jabber:component:accept", "message");
+        for (ns, n, v) in [
+            ("urn:other", "from", "qualified"),
+            ("", "type", "chat"),
+            ("", "to", "b@y"),
+            ("", "from", "a@x/r"),
+            ("", "id", "1"),
+            ("", "zz", "-"),
+            (crate::ns::XML, "lang", "en"),
+        ] {
+            t.add_attr(ns, n, |s| s.push_str(v));
         }
+        let b = t.open("jabber:component:accept", "body");
+        t.add_text(|s| s.push_str("a"));
+        t.add_text(|s| s.push_str("b"));
+        let x = t.open("urn:x", "x");
+        t.add_text(|s| s.push_str("no"));
+        t.close(x);
+        t.add_text(|s| s.push_str("c"));
+        t.close(b);
+        let y = t.open("urn:y", "empty");
+        t.close(y);
+        t.close(m);
+        t
     }
 
     #[test]
     fn head_reads_only_unqualified_attributes() {
-        let name = |n: &str| NcName::try_from(n).expect("a valid name");
-        let mut e = el("message", vec![]);
-        let other = Namespace::from("urn:example:other".to_owned());
-        for n in ["from", "to", "id", "type"] {
-            e.attrs
-                .insert(other.clone(), name(n), format!("qualified {n}"));
-        }
-        e.attrs
-            .insert(crate::ns::XML.to_owned().into(), name("lang"), "en".into());
-        assert_eq!(e.head(), Head::default());
-        for (n, v) in [
-            ("type", "chat"),
-            ("to", "b@y"),
-            ("from", "a@x/r"),
-            ("id", "1"),
-            ("zz", "-"),
-        ] {
-            e.attrs.insert(Namespace::NONE, name(n), v.into());
-        }
+        let t = tree();
+        let e = t.root();
         assert_eq!(
             e.head(),
             Head {
@@ -165,23 +431,33 @@ mod tests {
             }
         );
         assert_eq!(e.attr("from"), e.head().from);
+        assert_eq!(e.lang(), Some("en"));
+        assert_eq!(e.attr("lang"), None);
     }
 
     #[test]
-    fn text_is_borrowed_when_whole_and_joined_when_split() {
-        let t = |s: &str| Node::Text(s.into());
-        let one = el("body", vec![t("hi")]);
-        assert!(matches!(one.text(), Cow::Borrowed("hi")));
-        assert_eq!(el("body", vec![]).text(), "");
-        let split = el(
-            "body",
-            vec![
-                t("a"),
-                Node::Element(el("x", vec![t("no")])),
-                t("b"),
-                t("c"),
-            ],
-        );
-        assert_eq!(split.text(), "abc");
+    fn children_and_text_follow_the_nesting() {
+        let t = tree();
+        let e = t.root();
+        assert!(e.is("jabber:component:accept", "message"));
+        let names: Vec<_> = e.elements().map(|c| c.name()).collect();
+        assert_eq!(names, ["body", "empty"]);
+        let body = e.child("jabber:component:accept", "body").unwrap();
+        assert_eq!(body.text(), "abc");
+        let x = body.child("urn:x", "x").unwrap();
+        assert!(matches!(x.text(), Cow::Borrowed("no")));
+        assert_eq!(e.text(), "");
+    }
+
+    #[test]
+    fn keep_head_leaves_the_start_tag() {
+        let mut t = tree();
+        let w = t.weight();
+        t.keep_head();
+        assert!(t.weight() < w);
+        let e = t.root();
+        assert_eq!(e.head().id, Some("1"));
+        assert_eq!(e.lang(), Some("en"));
+        assert_eq!(e.elements().count(), 0);
     }
 }

@@ -51,7 +51,7 @@ fn static_name(name: &str, names: &[&'static str]) -> Option<&'static str> {
 /// The children of `msg` that may be relayed, in order; `translate` maps a
 /// reference id or refuses it. Lazy: the caller writes each as it comes.
 pub(crate) fn allowed<'a>(
-    msg: &'a Element,
+    msg: Element<'a>,
     mut translate: impl FnMut(RefKind, &str) -> Option<String>,
 ) -> impl Iterator<Item = Allowed<'a>> {
     msg.elements()
@@ -59,7 +59,7 @@ pub(crate) fn allowed<'a>(
 }
 
 fn allowed_child<'a>(
-    c: &'a Element,
+    c: Element<'a>,
     translate: &mut impl FnMut(RefKind, &str) -> Option<String>,
 ) -> Option<Allowed<'a>> {
     let name = c.name();
@@ -114,7 +114,7 @@ fn allowed_child<'a>(
 }
 
 fn reference(
-    c: &Element,
+    c: Element<'_>,
     name: &'static str,
     ns: &'static str,
     kind: RefKind,

@@ -41,6 +41,7 @@ mod relay;
 mod framer;
 
 mod element;
+mod xml;
 mod ns;
 
 // What deciding a stanza reads: addresses, pseudonyms, the caches.

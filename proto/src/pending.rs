@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use crate::action::OpId;
 use crate::cache::Keyed;
-use crate::element::Element;
+use crate::element::Tree;
 
 /// A store operation a stanza needs before it can be handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +58,7 @@ pub(crate) struct Resolution {
 }
 
 pub(crate) struct Job {
-    pub(crate) stanza: Element,
+    pub(crate) stanza: Tree,
     /// `stanza.weight()`, taken once when the job is made.
     pub(crate) weight: usize,
     pub(crate) waits: Vec<OpId>,
@@ -66,7 +66,7 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub(crate) fn new(stanza: Element) -> Self {
+    pub(crate) fn new(stanza: Tree) -> Self {
         Job {
             weight: stanza.weight(),
             stanza,
@@ -131,7 +131,7 @@ impl Pending {
         self.jobs == 0
     }
 
-    /// What the waiting stanzas hold, by [`Element::weight`].
+    /// What the waiting stanzas hold, by [`Tree::weight`].
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }

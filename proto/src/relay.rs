@@ -80,8 +80,7 @@ pub struct Relay {
     pub(crate) limiter: Limiter,
     pub(crate) bans: Bans,
     state: State,
-    framer: Option<Framer>,
-    frames: Vec<Frame>,
+    pub(crate) framer: Option<Framer>,
     ping_seq: u64,
     /// Store operations that failed or timed out so far. The store may
     /// have lost what it held (a memcached restart), so a write made before
@@ -122,7 +121,6 @@ impl Relay {
             limiter: Limiter::new(config.rates),
             state: State::Idle,
             framer: None,
-            frames: Vec::new(),
             ping_seq: 0,
             store_failures: 0,
             health: StoreHealth::default(),
@@ -179,6 +177,7 @@ impl Relay {
         let Some(framer) = self.framer.as_mut() else {
             return;
         };
+        framer.feed(data);
         if let State::Online {
             last_rx,
             ping_deadline,
@@ -188,18 +187,14 @@ impl Relay {
             *last_rx = now;
             *ping_deadline = None;
         }
-        let mut frames = std::mem::take(&mut self.frames);
-        let result = framer.feed(data, &mut frames);
-        for frame in frames.drain(..) {
-            if self.is_idle() {
-                break;
-            }
-            self.on_frame(frame, now);
-        }
-        self.frames = frames;
-        if let Err(e) = result {
-            if !self.is_idle() {
-                self.bad_input(&e);
+        while !self.is_idle() {
+            let Some(framer) = self.framer.as_mut() else {
+                return;
+            };
+            match framer.poll() {
+                Ok(Some(frame)) => self.on_frame(frame, now),
+                Ok(None) => return,
+                Err(e) => return self.bad_input(&e),
             }
         }
     }
@@ -392,9 +387,10 @@ impl Relay {
                 self.state = State::AwaitHandshake { deadline };
             }
             (Frame::Header { .. }, _) => {}
-            (Frame::Stanza(el), state) => {
+            (Frame::Stanza(tree), state) => {
+                let el = tree.root();
                 if el.is(ns::STREAMS, "error") {
-                    return self.stream_error(&el);
+                    return self.stream_error(el);
                 }
                 match state {
                     State::AwaitHandshake { .. }
@@ -411,7 +407,7 @@ impl Relay {
                     }
                     State::Online { .. } => {
                         self.stats.stanzas_in += 1;
-                        self.handle_stanza(el, now);
+                        return self.handle_stanza(tree, now);
                     }
                     _ => self.stats.drop(DropReason::NotOnline),
                 }
@@ -419,7 +415,7 @@ impl Relay {
             (Frame::Skipped(head), State::Online { .. }) => {
                 self.stats.oversized += 1;
                 if let Some(head) = head {
-                    self.reply_error(&head, "modify", RejectReason::PolicyViolation);
+                    self.reply_error(head.root(), "modify", RejectReason::PolicyViolation);
                 }
             }
             (Frame::Skipped(_), _) => self.stats.oversized += 1,
@@ -433,7 +429,7 @@ impl Relay {
         }
     }
 
-    fn stream_error(&mut self, el: &Element) {
+    fn stream_error(&mut self, el: Element<'_>) {
         let cond = el
             .elements()
             .find(|c| c.ns() == ns::STREAM_ERRORS && c.name() != "text")
@@ -481,7 +477,7 @@ impl Relay {
     fn begin_close(&mut self, now: Instant) {
         for job in self.pending.drain() {
             self.stats.store_errors += 1;
-            self.reply_error(&job.stanza, "wait", RejectReason::RemoteServerTimeout);
+            self.reply_error(job.stanza.root(), "wait", RejectReason::RemoteServerTimeout);
         }
         self.writer.close(&mut self.out);
         self.state = State::Closing {
@@ -493,7 +489,6 @@ impl Relay {
         self.bans_offline();
         self.framer = None;
         self.pending.clear();
-        self.frames.clear();
         self.out.clear();
     }
 

@@ -373,7 +373,7 @@ impl Relay {
 
     /// An error reply to `el`, from the address it was sent to. Never for a
     /// stanza that is itself an error (or an IQ result).
-    pub(crate) fn reply_error(&mut self, el: &Element, etype: &'static str, why: RejectReason) {
+    pub(crate) fn reply_error(&mut self, el: Element<'_>, etype: &'static str, why: RejectReason) {
         let cond = why.as_str();
         let kind = match el.name() {
             "message" => "message",

@@ -18,7 +18,7 @@ mod wait;
 
 use std::time::Instant;
 
-use crate::element::{Element, Head};
+use crate::element::{Element, Head, Tree};
 use crate::ns;
 use crate::pending::Resolution;
 use crate::relay::Relay;
@@ -30,12 +30,12 @@ use self::verdict::Verdict;
 /// and applying (an error reply reads them again: it is rare).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Incoming<'a> {
-    el: &'a Element,
+    el: Element<'a>,
     head: Head<'a>,
 }
 
 impl<'a> Incoming<'a> {
-    pub(crate) fn new(el: &'a Element) -> Self {
+    pub(crate) fn new(el: Element<'a>) -> Self {
         Incoming {
             el,
             head: el.head(),
@@ -50,20 +50,21 @@ fn kept_type(head: Head<'_>) -> Option<&str> {
 
 impl Relay {
     /// A stanza from the server while online.
-    pub(crate) fn handle_stanza(&mut self, el: Element, now: Instant) {
+    pub(crate) fn handle_stanza(&mut self, tree: Tree, now: Instant) {
+        let el = tree.root();
         if !ns::is_stanza_ns(el.ns()) {
             self.stats.drop(DropReason::UnknownStanza);
-            return;
+            return self.recycle(tree);
         }
-        let st = Incoming::new(&el);
+        let st = Incoming::new(el);
         let Some(sender) = st.head.from else {
             self.stats.drop(DropReason::Unaddressed);
-            return;
+            return self.recycle(tree);
         };
         // The sender is copied only for a stanza that has to wait.
         if self.pending.has_queue(sender) {
             let sender = sender.to_owned();
-            return self.enqueue(el, &sender, now);
+            return self.enqueue(tree, &sender, now);
         }
         let verdict = self.decide(st, &Resolution::default(), now);
         self.remember(&verdict);
@@ -72,8 +73,16 @@ impl Relay {
         // place, which spares the relay path a copy of its verdict.
         if let Verdict::Wait(w) = verdict {
             let (sender, needs) = (sender.to_owned(), w.needs);
-            return self.enqueue_with(el, &sender, needs, now);
+            return self.enqueue_with(tree, &sender, needs, now);
         }
         self.apply(st, &verdict, now);
+        self.recycle(tree);
+    }
+
+    /// Hands a handled stanza's buffers back to the framer.
+    fn recycle(&mut self, tree: Tree) {
+        if let Some(framer) = self.framer.as_mut() {
+            framer.recycle(tree);
+        }
     }
 }

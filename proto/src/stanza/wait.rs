@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::action::{Action, OpId, StoreOutcome};
-use crate::element::Element;
+use crate::element::Tree;
 use crate::pending::{Job, Need, OpKind, Resolution, Served, Settled};
 use crate::relay::{Known, Relay, Written};
 use crate::stats::RejectReason;
@@ -27,8 +27,8 @@ const MAX_ROUNDS: u8 = 3;
 impl Relay {
     /// A stanza from a sender with stanzas waiting: it queues behind them,
     /// its operations issued now so that they are under way by its turn.
-    pub(super) fn enqueue(&mut self, el: Element, sender: &str, now: Instant) {
-        let st = Incoming::new(&el);
+    pub(super) fn enqueue(&mut self, el: Tree, sender: &str, now: Instant) {
+        let st = Incoming::new(el.root());
         let verdict = self.decide(st, &Resolution::default(), now);
         self.remember(&verdict);
         self.count(&verdict, now);
@@ -43,7 +43,7 @@ impl Relay {
 
     pub(super) fn enqueue_with(
         &mut self,
-        el: Element,
+        el: Tree,
         sender: &str,
         needs: Vec<Need>,
         now: Instant,
@@ -55,7 +55,7 @@ impl Relay {
         let over_bytes = !self.pending.is_empty()
             && self.pending.bytes() + job.weight > self.cfg.max_pending_bytes;
         if self.pending.len() >= self.cfg.max_pending || over_bytes {
-            self.reply_error(&job.stanza, "wait", RejectReason::ResourceConstraint);
+            self.reply_error(job.stanza.root(), "wait", RejectReason::ResourceConstraint);
             return;
         }
         self.pending.push(sender, job);
@@ -119,7 +119,7 @@ impl Relay {
     /// Run every job at the head of `sender`'s queue that is ready.
     fn advance(&mut self, sender: &str, now: Instant) {
         while let Some(mut job) = self.pending.pop_ready(sender) {
-            let st = Incoming::new(&job.stanza);
+            let st = Incoming::new(job.stanza.root());
             let verdict = self.decide(st, &job.res, now);
             self.remember(&verdict);
             let needs = match verdict {

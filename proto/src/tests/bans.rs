@@ -6,7 +6,7 @@ use super::harness::*;
 use crate::action::{Action, StoreOutcome};
 use crate::bans::record::{self, Ban, List, NONCE_LEN};
 use crate::bans::REFRESH_EVERY;
-use crate::element::Element;
+use crate::element::Tree;
 use crate::pseudonym::Local;
 use crate::store::Store;
 use crate::StoreCodec;
@@ -62,7 +62,7 @@ fn chat(h: &mut Harness, from: &str, to: &str, id: &str) {
 }
 
 /// `forbidden` of type `cancel`, to `to`, from `from`.
-fn is_forbidden(e: &Element, to: &str, from: &str) -> bool {
+fn is_forbidden(e: &Tree, to: &str, from: &str) -> bool {
     e.attr("type") == Some("error")
         && e.attr("to") == Some(to)
         && e.attr("from") == Some(from)

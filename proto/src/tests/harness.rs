@@ -1,9 +1,9 @@
 //! The unit tests drive a [`Relay`](crate::Relay) through the shared
 //! simulator ([`crate::testing::Sim`]), against a [`MemoryStore`], with
 //! virtual time and every output check on; what it wrote comes back here as
-//! the relay's own [`Element`]s.
+//! the relay's own [`Tree`]s.
 
-use crate::element::Element;
+use crate::element::Tree;
 use crate::framer::{Frame, Framer};
 use crate::store::MemoryStore;
 use crate::store::Store;
@@ -41,7 +41,7 @@ impl Sim<MemoryStore> {
     }
 
     /// Take what the relay sent (stanzas, in order).
-    pub(crate) fn take(&mut self) -> Vec<Element> {
+    pub(crate) fn take(&mut self) -> Vec<Tree> {
         let header = component_header(&self.relay.config().domain);
         self.new_written()
             .iter()
@@ -49,24 +49,22 @@ impl Sim<MemoryStore> {
                 // Parsed again in a stream of its own, by the relay's framer,
                 // to get the relay's element type.
                 let mut framer = Framer::new(Limits::default());
-                let mut frames = Vec::new();
-                framer
-                    .feed(header.as_bytes(), &mut frames)
-                    .and_then(|()| framer.feed(&w.raw, &mut frames))
-                    .unwrap_or_else(|e| panic!("{e:?} in {}", String::from_utf8_lossy(&w.raw)));
-                frames
-                    .into_iter()
-                    .find_map(|f| match f {
-                        Frame::Stanza(e) => Some(e),
-                        _ => None,
-                    })
-                    .expect("a stanza")
+                framer.feed(header.as_bytes());
+                framer.feed(&w.raw);
+                loop {
+                    match framer.poll() {
+                        Ok(Some(Frame::Stanza(e))) => break e,
+                        Ok(Some(_)) => {}
+                        Ok(None) => panic!("no stanza in {}", String::from_utf8_lossy(&w.raw)),
+                        Err(e) => panic!("{e:?} in {}", String::from_utf8_lossy(&w.raw)),
+                    }
+                }
             })
             .collect()
     }
 
     /// Exactly one stanza sent.
-    pub(crate) fn one(&mut self) -> Element {
+    pub(crate) fn one(&mut self) -> Tree {
         let mut s = self.take();
         assert_eq!(s.len(), 1, "expected one stanza, got {s:#?}");
         s.remove(0)
@@ -93,7 +91,7 @@ impl Sim<MemoryStore> {
     }
 }
 
-pub(crate) fn body(e: &Element) -> String {
+pub(crate) fn body(e: &Tree) -> String {
     e.elements()
         .find(|c| c.name() == "body")
         .map(|b| b.text().into_owned())
@@ -105,7 +103,7 @@ pub(crate) fn local(jid: &str) -> &str {
     jid.split('@').next().unwrap()
 }
 
-pub(crate) fn error_condition(e: &Element) -> Option<(String, String)> {
+pub(crate) fn error_condition(e: &Tree) -> Option<(String, String)> {
     let err = e.elements().find(|c| c.name() == "error")?;
     let cond = err.elements().next()?;
     Some((err.attr("type")?.to_owned(), cond.name().to_owned()))

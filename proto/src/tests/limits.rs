@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::harness::*;
-use crate::element::Element;
+use crate::element::Tree;
 use crate::{Rate, RateLimits};
 
 const ALICE: &str = "alice@a.example/phone";
@@ -23,7 +23,7 @@ fn chat(h: &mut Harness, from: &str, to: &str, id: &str) {
 }
 
 /// `policy-violation` of type `wait`, to `to`, from `from`.
-fn is_refusal(e: &Element, to: &str, from: &str) -> bool {
+fn is_refusal(e: &Tree, to: &str, from: &str) -> bool {
     let err = e.elements().find(|c| c.name() == "error");
     e.attr("type") == Some("error")
         && e.attr("to") == Some(to)

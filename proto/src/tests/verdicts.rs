@@ -4,7 +4,7 @@
 
 use super::harness::*;
 use crate::cache::Gen;
-use crate::element::Element;
+use crate::element::Tree;
 use crate::framer::{Frame, Framer};
 use crate::pending::{Need, Resolution, Served};
 use crate::stanza::verdict::{Dropped, IqAnswer, PresenceAnswer, Verdict, WriteState};
@@ -15,20 +15,17 @@ const ALICE: &str = "alice@a.example/phone";
 const BOB: &str = "bob@b.example/laptop";
 
 /// The stanza in `xml`, parsed as the relay parses what the server sends.
-fn stanza(xml: &str) -> Element {
+fn stanza(xml: &str) -> Tree {
     let mut framer = Framer::new(Limits::default());
-    let mut frames = Vec::new();
     let input = format!("{SERVER_HEADER}{xml}");
-    framer
-        .feed(input.as_bytes(), &mut frames)
-        .expect("well-formed test input");
-    frames
-        .into_iter()
-        .find_map(|f| match f {
-            Frame::Stanza(el) => Some(el),
-            _ => None,
-        })
-        .expect("one stanza")
+    framer.feed(input.as_bytes());
+    loop {
+        match framer.poll().expect("well-formed test input") {
+            Some(Frame::Stanza(el)) => return el,
+            Some(_) => {}
+            None => panic!("no stanza in {xml}"),
+        }
+    }
 }
 
 /// Everything of the relay that deciding must not change.
@@ -59,7 +56,7 @@ fn observe(h: &Harness) -> Observed {
 fn decided<R>(h: &Harness, xml: &str, res: &Resolution, check: impl FnOnce(Verdict<'_>) -> R) -> R {
     let el = stanza(xml);
     let before = observe(h);
-    let verdict = h.relay.decide(Incoming::new(&el), res, h.now);
+    let verdict = h.relay.decide(Incoming::new(el.root()), res, h.now);
     assert_eq!(observe(h), before, "deciding changed the relay");
     check(verdict)
 }
@@ -378,7 +375,7 @@ fn deciding_promotes_nothing_and_applying_does() {
     );
     let xml = message(ALICE, DOMAIN, "chat", "/whoami");
     let el = stanza(&xml);
-    let st = Incoming::new(&el);
+    let st = Incoming::new(el.root());
     let verdict = h.relay.decide(st, &Resolution::default(), h.now);
     let Verdict::Whoami { sender, .. } = &verdict else {
         panic!("expected whoami, got {verdict:?}")

@@ -1,0 +1,145 @@
+//! Namespace declarations in force (Namespaces in XML 1.0), kept in one
+//! buffer reused for the whole stream.
+
+use super::decode::push_attr_value;
+use super::XmlError::{self, Malformed};
+use crate::ns;
+
+const XMLNS: &str = "http://www.w3.org/2000/xmlns/";
+
+/// Splits a checked qualified name into prefix (empty if none) and local name.
+pub(crate) fn split_qname(q: &str) -> (&str, &str) {
+    match q.split_once(':') {
+        Some((p, l)) => (p, l),
+        None => ("", q),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Decl {
+    /// Byte ranges in `Scope::text`; the default namespace has an empty prefix.
+    prefix: (u32, u32),
+    uri: (u32, u32),
+}
+
+/// The declarations of every open element, innermost last.
+#[derive(Debug, Default)]
+pub(crate) struct Scope {
+    text: String,
+    decls: Vec<Decl>,
+    /// Per open element: `decls` and `text` lengths before its declarations.
+    marks: Vec<(u32, u32)>,
+}
+
+impl Scope {
+    /// An element opens; its declarations follow.
+    pub(crate) fn open(&mut self) {
+        self.marks.push((self.decls.len() as u32, self.text.len() as u32));
+    }
+
+    /// The innermost element closes.
+    pub(crate) fn close(&mut self) {
+        if let Some((decls, text)) = self.marks.pop() {
+            self.decls.truncate(decls as usize);
+            self.text.truncate(text as usize);
+        }
+    }
+
+    /// Number of open elements.
+    pub(crate) fn depth(&self) -> usize {
+        self.marks.len()
+    }
+
+    /// `xmlns[:prefix]='raw'` on the element just opened. A prefix declared
+    /// twice on one element is a duplicate attribute.
+    pub(crate) fn declare(&mut self, prefix: &str, raw: &str) -> Result<(), XmlError> {
+        let own = self.marks.last().map_or(0, |m| m.0 as usize);
+        if self.decls[own..]
+            .iter()
+            .any(|d| self.get(d.prefix) == prefix)
+        {
+            return Err(Malformed("duplicate attribute"));
+        }
+        let p0 = self.text.len();
+        self.text.push_str(prefix);
+        let u0 = self.text.len();
+        push_attr_value(raw, &mut self.text);
+        let uri = &self.text[u0..];
+        let bad = match prefix {
+            "xmlns" => true,
+            "xml" => uri != ns::XML,
+            "" => uri == ns::XML || uri == XMLNS,
+            _ => uri.is_empty() || uri == ns::XML || uri == XMLNS,
+        };
+        if bad {
+            self.text.truncate(p0);
+            return Err(Malformed("invalid namespace declaration"));
+        }
+        self.decls.push(Decl {
+            prefix: (p0 as u32, u0 as u32),
+            uri: (u0 as u32, self.text.len() as u32),
+        });
+        Ok(())
+    }
+
+    /// The namespace `prefix` stands for: the default one (empty if none)
+    /// for the empty prefix.
+    pub(crate) fn resolve(&self, prefix: &str) -> Result<&str, XmlError> {
+        if prefix == "xml" {
+            return Ok(ns::XML);
+        }
+        match self.decls.iter().rev().find(|d| self.get(d.prefix) == prefix) {
+            Some(d) => Ok(self.get(d.uri)),
+            None if prefix.is_empty() => Ok(""),
+            None => Err(Malformed("undeclared namespace prefix")),
+        }
+    }
+
+    fn get(&self, (a, b): (u32, u32)) -> &str {
+        self.text.get(a as usize..b as usize).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declarations_nest_and_close() {
+        let mut s = Scope::default();
+        s.open();
+        s.declare("", "jabber:component:accept").unwrap();
+        s.declare("stream", "http://etherx.jabber.org/streams").unwrap();
+        s.open();
+        s.declare("", "urn:x").unwrap();
+        assert_eq!(s.resolve("").unwrap(), "urn:x");
+        assert_eq!(s.resolve("stream").unwrap(), ns::STREAMS);
+        assert_eq!(s.resolve("xml").unwrap(), ns::XML);
+        assert!(s.resolve("p").is_err());
+        s.close();
+        assert_eq!(s.resolve("").unwrap(), ns::COMPONENT);
+        s.open();
+        s.declare("", "").unwrap();
+        assert_eq!(s.resolve("").unwrap(), "");
+        assert_eq!(s.depth(), 2);
+    }
+
+    #[test]
+    fn reserved_and_repeated_declarations_are_refused() {
+        let mut s = Scope::default();
+        s.open();
+        s.declare("xml", ns::XML).unwrap();
+        for (p, u) in [
+            ("xml", "urn:x"),
+            ("xmlns", "urn:x"),
+            ("p", ""),
+            ("p", ns::XML),
+            ("", XMLNS),
+            ("xml", ns::XML),
+        ] {
+            assert!(s.declare(p, u).is_err(), "{p}={u}");
+        }
+        s.declare("p", "urn:a").unwrap();
+        assert!(s.declare("p", "urn:b").is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! The tokenizer on whole inputs and on every split of them.
+
+use super::*;
+
+/// Tokens of `input` fed in pieces of `step` bytes, as the framer feeds
+/// them (unconsumed bytes kept and fed again with more), printed.
+fn tokens(input: &[u8], step: usize) -> Result<Vec<String>, XmlError> {
+    let mut t = Tokenizer::default();
+    let mut attrs = Vec::new();
+    let mut held: Vec<u8> = Vec::new();
+    let mut out = Vec::new();
+    for chunk in input.chunks(step.max(1)) {
+        held.extend_from_slice(chunk);
+        let mut pos = 0;
+        while let Some((tok, n)) = t.next(&held[pos..], &mut attrs)? {
+            out.push(match tok {
+                Token::Decl => "decl".to_owned(),
+                Token::Start { tag, name, empty } => {
+                    let a: Vec<String> = attrs
+                        .iter()
+                        .map(|a| format!("{}={}", a.name(tag), a.value(tag)))
+                        .collect();
+                    format!("<{name} {}{}>", a.join(" "), if empty { "/" } else { "" })
+                }
+                Token::End { name } => format!("</{name}>"),
+                Token::Text { raw } => {
+                    let mut s = String::new();
+                    push_text(raw, &mut s);
+                    format!("t:{s}")
+                }
+                Token::CData { text } => format!("c:{text}"),
+            });
+            pos += n;
+        }
+        held.drain(..pos);
+    }
+    // Join adjacent text pieces: how text is split depends on the reads.
+    let mut joined: Vec<String> = Vec::new();
+    for tok in out {
+        match (joined.last_mut(), tok.strip_prefix("t:")) {
+            (Some(last), Some(more)) if last.starts_with("t:") => last.push_str(more),
+            _ => joined.push(tok),
+        }
+    }
+    Ok(joined)
+}
+
+fn every_split(input: &str) -> Result<Vec<String>, XmlError> {
+    let whole = tokens(input.as_bytes(), usize::MAX);
+    for step in 1..=input.len().min(40) {
+        assert_eq!(tokens(input.as_bytes(), step), whole, "{input:?} in steps of {step}");
+    }
+    whole
+}
+
+#[test]
+fn a_stream_tokenizes_the_same_in_every_split() {
+    let doc = "<?xml version='1.0' encoding=\"UTF-8\"?><stream:stream xmlns='jabber:component:accept' \
+               xmlns:stream='http://etherx.jabber.org/streams' id='a&amp;b'>\r\n \
+               <message to='b@x' id=\"1\"><body>caf\u{e9} &lt;3 &#x1F600; ]] ]>\r\nok</body>\
+               <active xmlns='http://jabber.org/protocol/chatstates'/><![CDATA[<not a tag>]]></message>";
+    assert_eq!(
+        every_split(doc).unwrap(),
+        [
+            "decl",
+            "<stream:stream xmlns=jabber:component:accept xmlns:stream=http://etherx.jabber.org/streams id=a&amp;b>",
+            "t:\n ",
+            "<message to=b@x id=1>",
+            "<body >",
+            "t:caf\u{e9} <3 \u{1F600} ]] ]>\nok",
+            "</body>",
+            "<active xmlns=http://jabber.org/protocol/chatstates/>",
+            "c:<not a tag>",
+            "</message>",
+        ]
+    );
+}
+
+#[test]
+fn bad_input_is_refused_the_same_in_every_split() {
+    use XmlError::{Malformed as M, Restricted as R};
+    let cases: &[(&str, fn(&'static str) -> XmlError)] = &[
+        ("<a><!-- c --></a>", R),
+        ("<a><!DOCTYPE a></a>", R),
+        ("<a><?pi x?></a>", R),
+        ("<a>&nbsp;</a>", R),
+        ("<a>&#0;</a>", M),
+        ("<a>&#xD800;</a>", M),
+        ("<a>& b</a>", M),
+        ("<a>&amp</a>", M),
+        ("<a>x]]>y</a>", M),
+        ("<a>\u{1}</a>", M),
+        ("<a>\u{FFFE}</a>", M),
+        ("<a b='<'/>", M),
+        ("<a b=c/>", M),
+        ("<a b='1'c='2'/>", M),
+        ("<a b/>", M),
+        ("< a/>", M),
+        ("<1a/>", M),
+        ("<a:b:c/>", M),
+        ("<a/ >", M),
+        ("</a b>", M),
+        ("<![CDAT[x]]>", M),
+        ("<!x>", M),
+        ("<a>x</a>  <?xml version='1.0'?>", R),
+    ];
+    for (input, kind) in cases {
+        let got = every_split(input).unwrap_err();
+        let expected = kind("");
+        assert_eq!(
+            std::mem::discriminant(&got),
+            std::mem::discriminant(&expected),
+            "{input}: {got}"
+        );
+    }
+}
+
+#[test]
+fn invalid_utf8_is_refused_wherever_it_is() {
+    for input in [
+        &b"<a>\xff</a>"[..],
+        b"<a b='\xc3'/>",
+        b"<a\xe2\x82/>",
+        b"<a>\xed\xa0\x80</a>",
+        b"<a>ok\xc3",
+    ] {
+        for step in 1..=input.len() {
+            let r = tokens(input, step);
+            // A truncated sequence at the very end is only waited for.
+            if input.ends_with(b"\xc3") {
+                assert!(r.is_ok(), "{input:?} step {step}");
+            } else {
+                assert!(r.is_err(), "{input:?} step {step}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_declaration_is_checked_and_only_first() {
+    for ok in [
+        "<?xml version='1.0'?><a/>",
+        "<?xml version=\"1.0\" encoding='utf-8' standalone='yes'?><a/>",
+        "<?xml version = '1.0' ?><a/>",
+    ] {
+        every_split(ok).unwrap();
+    }
+    for bad in [
+        "<?xml?><a/>",
+        "<?xml encoding='UTF-8'?><a/>",
+        "<?xml version='1.1'?><a/>",
+        "<?xml version='1.0' encoding='latin1'?><a/>",
+        "<?xml version='1.0' standalone='yes' encoding='UTF-8'?><a/>",
+        "<?xml version='1.0'encoding='UTF-8'?><a/>",
+        " <?xml version='1.0'?><a/>",
+    ] {
+        assert!(every_split(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn long_text_comes_in_pieces_without_its_end() {
+    let mut t = Tokenizer::default();
+    let mut attrs = Vec::new();
+    let (tok, n) = t.next(b"abc&am", &mut attrs).unwrap().unwrap();
+    assert_eq!((tok, n), (Token::Text { raw: "abc" }, 3));
+    assert_eq!(t.next(b"&am", &mut attrs).unwrap(), None);
+    let (_, n) = t.next(b"x]]", &mut attrs).unwrap().unwrap();
+    assert_eq!(n, 1);
+    let (_, n) = t.next(b"x\r", &mut attrs).unwrap().unwrap();
+    assert_eq!(n, 1);
+}
