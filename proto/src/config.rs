@@ -18,7 +18,7 @@ pub struct Limits {
     pub max_attributes: usize,
     /// Most namespace declarations on one element.
     pub max_namespace_decls: usize,
-    /// Longest name or attribute value (rxml token limit).
+    /// Longest name or attribute value.
     pub max_token_length: usize,
 }
 

@@ -5,11 +5,11 @@
 
 use std::borrow::Cow;
 
-/// A byte range of [`Tree::strs`].
+/// A byte range of a [`Tree`]'s strings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Span {
-    at: u32,
-    end: u32,
+pub(crate) struct Span {
+    pub(crate) at: u32,
+    pub(crate) end: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,10 +89,16 @@ impl Tree {
         self.nodes.is_empty()
     }
 
-    /// Opens an element; its attributes follow ([`Tree::add_attr`]), then its
-    /// content, then [`Tree::close`] with the index returned.
-    pub(crate) fn open(&mut self, ns: &str, name: &str) -> u32 {
-        let ns = self.push_str(ns);
+    /// A namespace name, for elements and attributes to share: a stanza
+    /// names few namespaces, on many elements.
+    pub(crate) fn push_ns(&mut self, ns: &str) -> Span {
+        self.push_str(ns)
+    }
+
+    /// Opens an element in `ns` (from [`Tree::push_ns`]); its attributes
+    /// follow ([`Tree::add_attr`]), then its content, then [`Tree::close`]
+    /// with the index returned.
+    pub(crate) fn open(&mut self, ns: Span, name: &str) -> u32 {
         let name = self.push_str(name);
         let at = self.attrs.len() as u32;
         self.nodes.push(Node::Element {
@@ -106,8 +112,7 @@ impl Tree {
     }
 
     /// An attribute of the element just opened; `decode` appends its value.
-    pub(crate) fn add_attr(&mut self, ns: &str, name: &str, decode: impl FnOnce(&mut String)) {
-        let ns = self.push_str(ns);
+    pub(crate) fn add_attr(&mut self, ns: Span, name: &str, decode: impl FnOnce(&mut String)) {
         let name = self.push_str(name);
         let at = self.strs.len();
         decode(&mut self.strs);
@@ -121,7 +126,9 @@ impl Tree {
 
     /// Length of the attribute value just added.
     pub(crate) fn last_value_len(&self) -> usize {
-        self.attrs.last().map_or(0, |a| (a.value.end - a.value.at) as usize)
+        self.attrs
+            .last()
+            .map_or(0, |a| (a.value.end - a.value.at) as usize)
     }
 
     /// Text in the innermost open element; `decode` appends it.
@@ -153,7 +160,10 @@ impl Tree {
     /// Keeps only the stanza's start tag (for error replies about a stanza
     /// that was not kept).
     pub(crate) fn keep_head(&mut self) {
-        let Some(&Node::Element { ns, name, attrs, .. }) = self.nodes.first() else {
+        let Some(&Node::Element {
+            ns, name, attrs, ..
+        }) = self.nodes.first()
+        else {
             return self.clear();
         };
         self.nodes.truncate(1);
@@ -164,11 +174,13 @@ impl Tree {
             end: 1,
         };
         self.attrs.truncate(attrs.1 as usize);
+        // Everything the start tag uses was written before its last value.
         let used = self
             .attrs
             .last()
             .map_or(name.end, |a| a.value.end)
-            .max(name.end);
+            .max(name.end)
+            .max(ns.end);
         self.strs.truncate(used as usize);
         self.text_open = false;
     }
@@ -207,7 +219,9 @@ impl Tree {
     }
 
     fn get(&self, s: Span) -> &str {
-        self.strs.get(s.at as usize..s.end as usize).unwrap_or_default()
+        self.strs
+            .get(s.at as usize..s.end as usize)
+            .unwrap_or_default()
     }
 
     /// Roughly the heap this stanza holds; bounds what waiting stanzas
@@ -370,6 +384,25 @@ impl Element<'_> {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
+impl<'a> Element<'a> {
+    /// Attributes as (namespace, name, value), sorted.
+    pub(crate) fn sorted_attrs(&self) -> Vec<(&'a str, &'a str, &'a str)> {
+        let t = self.tree;
+        let mut all: Vec<_> = self
+            .attrs()
+            .map(|a| (t.get(a.ns), t.get(a.name), t.get(a.value)))
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
+    /// Child nodes: an element, or (as `Err`) a piece of text.
+    pub(crate) fn nodes(&self) -> impl Iterator<Item = Result<Element<'a>, &'a str>> {
+        self.children()
+    }
+}
+
 impl std::fmt::Debug for Element<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let t = self.tree;
@@ -391,7 +424,8 @@ mod tests {
 
     fn tree() -> Tree {
         let mut t = Tree::default();
-        let m = t.open("jabber:component:accept", "message");
+        let component = t.push_ns("jabber:component:accept");
+        let m = t.open(component, "message");
         for (ns, n, v) in [
             ("urn:other", "from", "qualified"),
             ("", "type", "chat"),
@@ -401,17 +435,20 @@ mod tests {
             ("", "zz", "-"),
             (crate::ns::XML, "lang", "en"),
         ] {
+            let ns = t.push_ns(ns);
             t.add_attr(ns, n, |s| s.push_str(v));
         }
-        let b = t.open("jabber:component:accept", "body");
+        let b = t.open(component, "body");
         t.add_text(|s| s.push_str("a"));
         t.add_text(|s| s.push_str("b"));
-        let x = t.open("urn:x", "x");
+        let urn_x = t.push_ns("urn:x");
+        let x = t.open(urn_x, "x");
         t.add_text(|s| s.push_str("no"));
         t.close(x);
         t.add_text(|s| s.push_str("c"));
         t.close(b);
-        let y = t.open("urn:y", "empty");
+        let urn_y = t.push_ns("urn:y");
+        let y = t.open(urn_y, "empty");
         t.close(y);
         t.close(m);
         t

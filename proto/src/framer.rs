@@ -20,11 +20,11 @@
 use std::collections::VecDeque;
 
 use crate::config::Limits;
-use crate::element::Tree;
+use crate::element::{Span, Tree};
 use crate::ns;
 use crate::xml::{
-    is_space, push_attr_value, push_cdata, push_text, split_qname, RawAttr, Scope, Token,
-    Tokenizer, XmlError,
+    push_attr_value, push_cdata, push_text, split_qname, Bound, RawAttr, Scope, Token, Tokenizer,
+    XmlError,
 };
 
 /// Largest stream header accepted.
@@ -240,6 +240,11 @@ pub(crate) struct Framer {
     tree: Tree,
     /// Indices in `tree` of the stanza's open elements.
     open: Vec<u32>,
+    /// Counts the trees built, to tell which one a namespace's place in
+    /// a tree belongs to.
+    stanza_no: u64,
+    /// Where the current tree holds the `xml` namespace, if it does.
+    xml_ns: Option<(u64, Span)>,
     spare: Vec<Tree>,
 }
 
@@ -262,6 +267,8 @@ impl Framer {
             stanza: Stanza::Keeping,
             tree: Tree::default(),
             open: Vec::new(),
+            stanza_no: 0,
+            xml_ns: None,
             spare: Vec::new(),
         }
     }
@@ -270,6 +277,12 @@ impl Framer {
     /// checking that hostile input cannot grow memory without bound.
     pub(crate) fn buffered(&self) -> usize {
         self.held.len() - self.at + self.tree.weight()
+    }
+
+    /// Whether fed bytes wait for the rest of their token.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn unfinished(&self) -> bool {
+        self.held.len() > self.at
     }
 
     /// Takes back a stanza's tree once it is handled, to read a later
@@ -340,7 +353,8 @@ impl Framer {
             }
             // No token may reach past the first byte over the limit.
             let room = if self.seen_root {
-                self.limits.max_stanza_bytes + 1 - self.stanza_bytes.min(self.limits.max_stanza_bytes)
+                self.limits.max_stanza_bytes + 1
+                    - self.stanza_bytes.min(self.limits.max_stanza_bytes)
             } else {
                 MAX_HEADER + 1 - self.header_bytes.min(MAX_HEADER)
             };
@@ -370,7 +384,12 @@ impl Framer {
         Ok(pos)
     }
 
-    fn on_token(&mut self, token: Token<'_>, n: usize, out: &mut VecDeque<Frame>) -> Result<Step, FrameError> {
+    fn on_token(
+        &mut self,
+        token: Token<'_>,
+        n: usize,
+        out: &mut VecDeque<Frame>,
+    ) -> Result<Step, FrameError> {
         let depth = self.scope.depth();
         if !self.seen_root {
             self.header_bytes += n;
@@ -379,11 +398,6 @@ impl Framer {
         }
         match token {
             Token::Decl => {}
-            Token::Text { raw } if depth == 0 => {
-                if !raw.bytes().all(is_space) {
-                    return Err(XmlError::Malformed("text outside the root element").into());
-                }
-            }
             Token::CData { .. } if depth == 0 => {
                 return Err(XmlError::Malformed("text outside the root element").into())
             }
@@ -411,7 +425,13 @@ impl Framer {
 
     /// A start tag: declarations, names, duplicates, limits; then the
     /// element is opened (and closed again if empty).
-    fn start(&mut self, tag: &str, qname: &str, empty: bool, out: &mut VecDeque<Frame>) -> Result<(), FrameError> {
+    fn start(
+        &mut self,
+        tag: &str,
+        qname: &str,
+        empty: bool,
+        out: &mut VecDeque<Frame>,
+    ) -> Result<(), FrameError> {
         let depth = self.scope.depth();
         self.scope.open();
         let mut decls = 0;
@@ -429,40 +449,45 @@ impl Framer {
         if prefix == "xmlns" {
             return Err(XmlError::Malformed("element in the xmlns namespace").into());
         }
-        let ns = self.scope.resolve(prefix)?;
+        let bound = self.scope.lookup(prefix)?;
         check_duplicates(tag, &self.attrs, &self.scope)?;
 
         if !self.seen_root {
             self.seen_root = true;
-            let id = self
-                .attrs
-                .iter()
-                .find(|a| a.name(tag) == "id")
-                .map(|a| {
-                    let mut s = String::new();
-                    push_attr_value(a.value(tag), &mut s);
-                    s
-                });
+            self.tokenizer.enter_root();
+            let id = self.attrs.iter().find(|a| a.name(tag) == "id").map(|a| {
+                let mut s = String::new();
+                push_attr_value(a.value(tag), &mut s);
+                s
+            });
             out.push_back(Frame::Header {
-                is_stream: ns == ns::STREAMS && local == "stream",
+                is_stream: self.scope.uri(bound) == ns::STREAMS && local == "stream",
                 id,
             });
         } else if matches!(self.stanza, Stanza::Keeping) {
-            let l = &self.limits;
+            let ns = self.ns_span(bound);
             let index = self.tree.open(ns, local);
             let mut count = 0;
-            let mut too_long = local.len() > l.max_token_length;
-            for a in &self.attrs {
+            let max_token = self.limits.max_token_length;
+            let mut too_long = local.len() > max_token;
+            for k in 0..self.attrs.len() {
+                let a = self.attrs[k];
                 let name = a.name(tag);
                 let (p, local) = split_qname(name);
                 if name == "xmlns" || p == "xmlns" {
                     continue;
                 }
                 count += 1;
-                let ns = if p.is_empty() { "" } else { self.scope.resolve(p)? };
-                self.tree.add_attr(ns, local, |s| push_attr_value(a.value(tag), s));
-                too_long |= self.tree.last_value_len() > l.max_token_length;
+                let bound = match p {
+                    "" => Bound::Nothing,
+                    p => self.scope.lookup(p)?,
+                };
+                let ns = self.ns_span(bound);
+                self.tree
+                    .add_attr(ns, local, |s| push_attr_value(a.value(tag), s));
+                too_long |= self.tree.last_value_len() > max_token;
             }
+            let l = &self.limits;
             if count > l.max_attributes || decls > l.max_namespace_decls || too_long {
                 self.tree.keep_head();
                 self.open.clear();
@@ -518,9 +543,40 @@ impl Framer {
         Ok(())
     }
 
+    /// Where the stanza being built holds namespace `bound`'s name: each
+    /// is written once per stanza, so a stanza's record grows with its
+    /// bytes, not with how often it names a long namespace.
+    fn ns_span(&mut self, bound: Bound) -> Span {
+        match bound {
+            Bound::Nothing => Span::default(),
+            Bound::Xml => match self.xml_ns {
+                Some((stanza, span)) if stanza == self.stanza_no => span,
+                _ => {
+                    let span = self.tree.push_ns(ns::XML);
+                    self.xml_ns = Some((self.stanza_no, span));
+                    span
+                }
+            },
+            Bound::Decl(i) => match self.scope.memo(i, self.stanza_no) {
+                Some((at, end)) => Span { at, end },
+                None => {
+                    let span = self.tree.push_ns(self.scope.uri(bound));
+                    self.scope.set_memo(i, self.stanza_no, (span.at, span.end));
+                    span
+                }
+            },
+        }
+    }
+
+    /// A fresh tree for the next stanza.
+    fn take_tree(&mut self) -> Tree {
+        self.stanza_no += 1;
+        std::mem::replace(&mut self.tree, self.spare.pop().unwrap_or_default())
+    }
+
     /// The stanza's last tag was read.
     fn finish_stanza(&mut self, out: &mut VecDeque<Frame>) {
-        let tree = std::mem::replace(&mut self.tree, self.spare.pop().unwrap_or_default());
+        let tree = self.take_tree();
         let frame = match std::mem::replace(&mut self.stanza, Stanza::Keeping) {
             // The end tag counts too: a stanza that only its end tag takes
             // over the limit is skipped, as it is when the end tag arrives
@@ -559,7 +615,7 @@ impl Framer {
 
     /// The raw scan reached the stanza's end.
     fn end_skip(&mut self, out: &mut VecDeque<Frame>) {
-        let tree = std::mem::replace(&mut self.tree, self.spare.pop().unwrap_or_default());
+        let tree = self.take_tree();
         out.push_back(Frame::Skipped((!tree.is_empty()).then_some(tree)));
         self.stanza = Stanza::Keeping;
         self.stanza_bytes = 0;
@@ -653,7 +709,10 @@ mod tests {
         let Frame::Stanza(m) = &frames[1] else {
             panic!()
         };
-        assert_eq!(m.root().child(ns::COMPONENT, "body").unwrap().text(), "a & b");
+        assert_eq!(
+            m.root().child(ns::COMPONENT, "body").unwrap().text(),
+            "a & b"
+        );
     }
 
     #[test]
@@ -816,9 +875,8 @@ mod tests {
 
     #[test]
     fn namespace_declarations_are_counted_exactly() {
-        let tag = |n: usize| -> String {
-            (0..n).map(|i| format!(" xmlns:p{i}='urn:{i}'")).collect()
-        };
+        let tag =
+            |n: usize| -> String { (0..n).map(|i| format!(" xmlns:p{i}='urn:{i}'")).collect() };
         // An attribute value that only mentions xmlns is no declaration.
         let doc = format!(
             "{HEADER}<message id='1'><x{} a='xmlns xmlns'/></message><message id='2'><x{}/></message>",
@@ -828,6 +886,37 @@ mod tests {
         let (frames, r) = run(&[doc.as_bytes()]);
         r.unwrap();
         assert_eq!(names(&frames), ["header:abc", "message:1", "skipped:2"]);
+    }
+
+    /// What the record of a stanza holds grows with the stanza's bytes
+    /// (at most 14 times them, for text split by empty elements), never
+    /// with how often it names a long namespace.
+    #[test]
+    fn a_stanza_record_is_bounded_by_its_bytes() {
+        let uri = format!("urn:{}", "n".repeat(4000));
+        for body in [
+            "<p:a/>".repeat(2000),
+            "<p:a p:b='' xml:lang=''/>".repeat(500),
+            "x<a/>".repeat(2000),
+            "<a b='' c='' d=''/>".repeat(500),
+            "&amp;".repeat(2000),
+        ] {
+            let stanza = format!("<message xmlns:p='{uri}' id='1'>{body}</message>");
+            let doc = format!("{HEADER}{stanza}");
+            let mut f = Framer::new(Limits::default());
+            let mut frames = Vec::new();
+            f.feed_all(doc.as_bytes(), &mut frames).unwrap();
+            let Some(Frame::Stanza(tree)) = frames.get(1) else {
+                panic!("{frames:?}")
+            };
+            assert!(
+                tree.weight() <= 14 * stanza.len(),
+                "{} for {} bytes: {}",
+                tree.weight(),
+                stanza.len(),
+                &body[..20]
+            );
+        }
     }
 
     #[test]

@@ -36,13 +36,13 @@
 // The connection: the public API, stream, handshake, keepalive, close.
 mod relay;
 
-// Bytes to stanzas, with the limits: rxml events into a small tree of
-// elements, namespaces compared by name.
+// Bytes to stanzas, with the limits: the restricted-XML tokenizer, and
+// the flat record of one stanza its tokens are written into.
 mod framer;
 
 mod element;
-mod xml;
 mod ns;
+mod xml;
 
 // What deciding a stanza reads: addresses, pseudonyms, the caches.
 pub mod jid;

@@ -41,13 +41,7 @@ impl Relay {
         self.enqueue_with(el, sender, needs, now);
     }
 
-    pub(super) fn enqueue_with(
-        &mut self,
-        el: Tree,
-        sender: &str,
-        needs: Vec<Need>,
-        now: Instant,
-    ) {
+    pub(super) fn enqueue_with(&mut self, el: Tree, sender: &str, needs: Vec<Need>, now: Instant) {
         let mut job = Job::new(el);
         // Every job was counted against the rate limits when first decided.
         job.res.counted = true;

@@ -9,6 +9,7 @@
 mod check;
 mod server;
 mod sim;
+pub mod xml_diff;
 
 pub use check::{split_jid, Written, XmlCheck};
 pub use server::{

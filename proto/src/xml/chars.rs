@@ -65,10 +65,14 @@ pub(crate) fn reference(body: &str) -> Option<char> {
                 Some(hex) => (hex, 16),
                 None => (num, 10),
             };
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            // At most eight digits, as rxml and most parsers read them:
+            // leading zeros are allowed, but not without end.
+            if digits.is_empty()
+                || digits.len() > 8
+                || !digits.bytes().all(|b| b.is_ascii_hexdigit())
+            {
                 return None;
             }
-            // Leading zeros are allowed; a value past char's range is not a character.
             let v = u32::from_str_radix(digits, radix).ok()?;
             char::from_u32(v).filter(|c| is_xml_char(*c))?
         }
@@ -99,12 +103,30 @@ mod tests {
             ("#x0041", 'A'),
             ("#10", '\n'),
             ("#x10FFFF", '\u{10FFFF}'),
+            ("#x0010FFFF", '\u{10FFFF}'),
+            ("#00000065", 'A'),
         ] {
             assert_eq!(reference(body), Some(c), "{body}");
         }
         for body in [
-            "", "#", "#x", "#0", "#x0", "#1", "#xD800", "#xFFFE", "#x110000", "#X41", "#-1",
-            "#+1", "nbsp", "#99999999999", "# 1", "#xg",
+            "",
+            "#",
+            "#x",
+            "#0",
+            "#x0",
+            "#1",
+            "#xD800",
+            "#xFFFE",
+            "#x110000",
+            "#X41",
+            "#-1",
+            "#+1",
+            "nbsp",
+            "#99999999999",
+            "# 1",
+            "#xg",
+            "#x000000041",
+            "#000000065",
         ] {
             assert_eq!(reference(body), None, "{body}");
         }

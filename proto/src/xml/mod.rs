@@ -17,9 +17,10 @@ mod decode;
 mod scope;
 mod token;
 
-pub(crate) use chars::is_space;
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use chars::{is_name_char, is_name_start};
 pub(crate) use decode::{push_attr_value, push_cdata, push_text};
-pub(crate) use scope::{split_qname, Scope};
+pub(crate) use scope::{split_qname, Bound, Scope};
 pub(crate) use token::{RawAttr, Token, Tokenizer};
 
 /// Why the input is not an XMPP stream.

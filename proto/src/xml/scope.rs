@@ -20,6 +20,19 @@ struct Decl {
     /// Byte ranges in `Scope::text`; the default namespace has an empty prefix.
     prefix: (u32, u32),
     uri: (u32, u32),
+    /// A value the framer keeps for this declaration, and for which stanza.
+    memo: Option<(u64, (u32, u32))>,
+}
+
+/// Where a prefix's namespace comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bound {
+    /// No namespace (an unprefixed name with no default declared).
+    Nothing,
+    /// The `xml` prefix, bound by definition.
+    Xml,
+    /// A declaration in force: its index.
+    Decl(u32),
 }
 
 /// The declarations of every open element, innermost last.
@@ -34,7 +47,8 @@ pub(crate) struct Scope {
 impl Scope {
     /// An element opens; its declarations follow.
     pub(crate) fn open(&mut self) {
-        self.marks.push((self.decls.len() as u32, self.text.len() as u32));
+        self.marks
+            .push((self.decls.len() as u32, self.text.len() as u32));
     }
 
     /// The innermost element closes.
@@ -58,7 +72,7 @@ impl Scope {
             .iter()
             .any(|d| self.get(d.prefix) == prefix)
         {
-            return Err(Malformed("duplicate attribute"));
+            return Err(Malformed("a namespace declared twice on one element"));
         }
         let p0 = self.text.len();
         self.text.push_str(prefix);
@@ -78,20 +92,54 @@ impl Scope {
         self.decls.push(Decl {
             prefix: (p0 as u32, u0 as u32),
             uri: (u0 as u32, self.text.len() as u32),
+            memo: None,
         });
         Ok(())
     }
 
-    /// The namespace `prefix` stands for: the default one (empty if none)
-    /// for the empty prefix.
-    pub(crate) fn resolve(&self, prefix: &str) -> Result<&str, XmlError> {
+    /// Where the namespace `prefix` stands for comes from; the empty
+    /// prefix is the default namespace.
+    pub(crate) fn lookup(&self, prefix: &str) -> Result<Bound, XmlError> {
         if prefix == "xml" {
-            return Ok(ns::XML);
+            return Ok(Bound::Xml);
         }
-        match self.decls.iter().rev().find(|d| self.get(d.prefix) == prefix) {
-            Some(d) => Ok(self.get(d.uri)),
-            None if prefix.is_empty() => Ok(""),
+        match self
+            .decls
+            .iter()
+            .rposition(|d| self.get(d.prefix) == prefix)
+        {
+            Some(i) if self.decls[i].uri.0 == self.decls[i].uri.1 => Ok(Bound::Nothing),
+            Some(i) => Ok(Bound::Decl(i as u32)),
+            None if prefix.is_empty() => Ok(Bound::Nothing),
             None => Err(Malformed("undeclared namespace prefix")),
+        }
+    }
+
+    /// The namespace name.
+    pub(crate) fn uri(&self, bound: Bound) -> &str {
+        match bound {
+            Bound::Nothing => "",
+            Bound::Xml => ns::XML,
+            Bound::Decl(i) => self.decls.get(i as usize).map_or("", |d| self.get(d.uri)),
+        }
+    }
+
+    /// The namespace `prefix` stands for (empty for none).
+    pub(crate) fn resolve(&self, prefix: &str) -> Result<&str, XmlError> {
+        Ok(self.uri(self.lookup(prefix)?))
+    }
+
+    /// What the framer kept for declaration `i` while reading stanza `stanza`.
+    pub(crate) fn memo(&self, i: u32, stanza: u64) -> Option<(u32, u32)> {
+        match self.decls.get(i as usize)?.memo {
+            Some((s, v)) if s == stanza => Some(v),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn set_memo(&mut self, i: u32, stanza: u64, value: (u32, u32)) {
+        if let Some(d) = self.decls.get_mut(i as usize) {
+            d.memo = Some((stanza, value));
         }
     }
 
@@ -109,7 +157,8 @@ mod tests {
         let mut s = Scope::default();
         s.open();
         s.declare("", "jabber:component:accept").unwrap();
-        s.declare("stream", "http://etherx.jabber.org/streams").unwrap();
+        s.declare("stream", "http://etherx.jabber.org/streams")
+            .unwrap();
         s.open();
         s.declare("", "urn:x").unwrap();
         assert_eq!(s.resolve("").unwrap(), "urn:x");

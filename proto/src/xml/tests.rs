@@ -13,6 +13,9 @@ fn tokens(input: &[u8], step: usize) -> Result<Vec<String>, XmlError> {
         held.extend_from_slice(chunk);
         let mut pos = 0;
         while let Some((tok, n)) = t.next(&held[pos..], &mut attrs)? {
+            if matches!(tok, Token::Start { .. }) {
+                t.enter_root();
+            }
             out.push(match tok {
                 Token::Decl => "decl".to_owned(),
                 Token::Start { tag, name, empty } => {
@@ -48,7 +51,11 @@ fn tokens(input: &[u8], step: usize) -> Result<Vec<String>, XmlError> {
 fn every_split(input: &str) -> Result<Vec<String>, XmlError> {
     let whole = tokens(input.as_bytes(), usize::MAX);
     for step in 1..=input.len().min(40) {
-        assert_eq!(tokens(input.as_bytes(), step), whole, "{input:?} in steps of {step}");
+        assert_eq!(
+            tokens(input.as_bytes(), step),
+            whole,
+            "{input:?} in steps of {step}"
+        );
     }
     whole
 }
@@ -141,6 +148,7 @@ fn the_declaration_is_checked_and_only_first() {
     for ok in [
         "<?xml version='1.0'?><a/>",
         "<?xml version=\"1.0\" encoding='utf-8' standalone='yes'?><a/>",
+        "<?xml version='1.0' standalone='yes'?><a/>",
         "<?xml version = '1.0' ?><a/>",
     ] {
         every_split(ok).unwrap();
@@ -152,6 +160,7 @@ fn the_declaration_is_checked_and_only_first() {
         "<?xml version='1.0' encoding='latin1'?><a/>",
         "<?xml version='1.0' standalone='yes' encoding='UTF-8'?><a/>",
         "<?xml version='1.0'encoding='UTF-8'?><a/>",
+        "<?xml version='1.0' standalone='no'?><a/>",
         " <?xml version='1.0'?><a/>",
     ] {
         assert!(every_split(bad).is_err(), "{bad}");
@@ -162,6 +171,7 @@ fn the_declaration_is_checked_and_only_first() {
 fn long_text_comes_in_pieces_without_its_end() {
     let mut t = Tokenizer::default();
     let mut attrs = Vec::new();
+    t.enter_root();
     let (tok, n) = t.next(b"abc&am", &mut attrs).unwrap().unwrap();
     assert_eq!((tok, n), (Token::Text { raw: "abc" }, 3));
     assert_eq!(t.next(b"&am", &mut attrs).unwrap(), None);
@@ -169,4 +179,39 @@ fn long_text_comes_in_pieces_without_its_end() {
     assert_eq!(n, 1);
     let (_, n) = t.next(b"x\r", &mut attrs).unwrap().unwrap();
     assert_eq!(n, 1);
+}
+
+/// The framer and rxml agree on chosen inputs, whole and byte by byte
+/// (the `xml_framer` fuzz target searches for the rest).
+#[test]
+fn the_framer_agrees_with_rxml() {
+    use crate::testing::xml_diff::{framer, line_ends_as_lf, rxml};
+    const H: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='x&amp;y'>";
+    for body in [
+        "<message to='a' xml:lang='en' a:b='1' xmlns:a='urn:a'><body>x &lt; y\r\n&#x1F600;</body><x xmlns='urn:x'><y/>t<![CDATA[c]]></x></message>",
+        "<iq id='1'/><presence><p:q xmlns:p='urn:p' p:r='\t1\n'/></presence></stream:stream>",
+        "<m xmlns=''><n xmlns='urn:n'><o/></n></m>",
+        "<m a='1\r' b='\r2\r\n3'>x\ry\r</m>",
+        "<m a='1' a='2'/>",
+        "<m xmlns:p='urn:p' xmlns:q='urn:p' p:a='1' q:a='2'/>",
+        "<m><!-- c --></m>",
+        "<m>&unknown;</m>",
+        "<m><p:x/></m>",
+        "<m></n>",
+        "<m>]]></m>",
+        "<m b='&#0;'/>",
+        "<m xmlns:xml='urn:x'/>",
+        "<m xmlns:p=''/>",
+        "<m><?pi?></m>",
+        "</stream:stream>trailing",
+    ] {
+        let input = format!("{H}{body}");
+        let theirs = rxml(&line_ends_as_lf(input.as_bytes()));
+        for step in [1, 3, input.len()] {
+            let ours = framer(input.as_bytes(), step);
+            if let Err(e) = ours.agrees_with(&theirs) {
+                panic!("{body} in steps of {step}: {e}");
+            }
+        }
+    }
 }

@@ -3,9 +3,9 @@
 use super::chars::{is_entity_name, is_name_char, is_name_start, is_space, reference};
 use super::XmlError::{self, Malformed, Restricted};
 
-/// Longest reference body accepted (`#x0010FFFF` and a few leading zeros).
-/// A longer one is malformed however the input is split.
-const MAX_REF: usize = 12;
+/// Longest reference body accepted (`#x` and eight digits). A longer one is
+/// refused however the input is split.
+const MAX_REF: usize = 10;
 
 /// One token, borrowed from the buffer it was found in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,8 @@ pub(crate) struct Tokenizer {
     quote: u8,
     /// Something was consumed: the XML declaration may only come first.
     started: bool,
+    /// The root element has started: text is no longer white space only.
+    in_root: bool,
 }
 
 impl Tokenizer {
@@ -76,7 +78,11 @@ impl Tokenizer {
             return Ok(None);
         };
         let found = if first != b'<' {
-            text(buf)?
+            if self.in_root {
+                text(buf)?
+            } else {
+                prolog_space(buf)?
+            }
         } else {
             match buf.get(1) {
                 None => None,
@@ -94,6 +100,11 @@ impl Tokenizer {
         Ok(found)
     }
 
+    /// The root element started: text may follow.
+    pub(crate) fn enter_root(&mut self) {
+        self.in_root = true;
+    }
+
     /// Forgets the unfinished token (the framer skips it raw).
     pub(crate) fn abandon(&mut self) {
         self.searched = 0;
@@ -109,10 +120,7 @@ impl Tokenizer {
         };
         let tag = utf8(&buf[..=end])?;
         let inner = &tag[2..end];
-        let name_end = inner
-            .bytes()
-            .position(is_space)
-            .unwrap_or(inner.len());
+        let name_end = inner.bytes().position(is_space).unwrap_or(inner.len());
         let name = &inner[..name_end];
         check_qname(name)?;
         if !inner[name_end..].bytes().all(is_space) {
@@ -163,7 +171,9 @@ impl Tokenizer {
                 }
             }
             Some(b'[') => {}
-            Some(b) if b.is_ascii_uppercase() => return Err(Restricted("document type declaration")),
+            Some(b) if b.is_ascii_uppercase() => {
+                return Err(Restricted("document type declaration"))
+            }
             Some(_) => return Err(Malformed("invalid markup")),
         }
         let have = buf.len().min(OPEN.len());
@@ -207,6 +217,17 @@ impl Tokenizer {
     }
 }
 
+/// White space before the root element (nothing else may stand there).
+fn prolog_space(buf: &[u8]) -> Result<Option<(Token<'_>, usize)>, XmlError> {
+    let n = buf.iter().position(|b| !is_space(*b)).unwrap_or(buf.len());
+    if buf.get(n).is_some_and(|b| *b != b'<') {
+        return Err(Malformed("text outside the root element"));
+    }
+    // White space is ASCII.
+    let raw = utf8(&buf[..n])?;
+    Ok(Some((Token::Text { raw }, n)))
+}
+
 /// Character data up to the next `<`, or as much of it as can be checked
 /// before more arrives.
 fn text(buf: &[u8]) -> Result<Option<(Token<'_>, usize)>, XmlError> {
@@ -217,7 +238,16 @@ fn text(buf: &[u8]) -> Result<Option<(Token<'_>, usize)>, XmlError> {
     if end == 0 {
         return Ok(None);
     }
-    let raw = utf8(&buf[..end])?;
+    // Text comes in pieces that depend on the reads: faults are reported
+    // in the order they stand, so that every split reports the first.
+    let raw = match std::str::from_utf8(&buf[..end]) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let valid = utf8(&buf[..e.valid_up_to()])?;
+            check_text(valid, false)?;
+            return Err(Malformed("invalid UTF-8"));
+        }
+    };
     check_text(raw, false)?;
     Ok(Some((Token::Text { raw }, end)))
 }
@@ -352,7 +382,9 @@ fn parse_start<'a>(tag: &'a str, attrs: &mut Vec<RawAttr>) -> Result<(&'a str, b
             b'>' => return Ok((name, false)),
             b'/' if i + 1 == last => return Ok((name, true)),
             b'/' => return Err(Malformed("`/` inside a start tag")),
-            _ if i == spaced => return Err(Malformed("attributes must be separated by white space")),
+            _ if i == spaced => {
+                return Err(Malformed("attributes must be separated by white space"))
+            }
             _ => {}
         }
         let start = i;
@@ -389,7 +421,7 @@ fn parse_start<'a>(tag: &'a str, attrs: &mut Vec<RawAttr>) -> Result<(&'a str, b
 }
 
 /// The XML declaration between `<?xml` and `?>`: version 1.0, optionally
-/// UTF-8, optionally standalone, in that order.
+/// UTF-8, optionally `standalone='yes'`, in that order.
 fn check_declaration(body: &str) -> Result<(), XmlError> {
     const BAD: XmlError = Malformed("invalid XML declaration");
     let mut rest = body;
@@ -404,15 +436,22 @@ fn check_declaration(body: &str) -> Result<(), XmlError> {
         }
         let eq = trimmed.find('=').ok_or(BAD)?;
         let name = trimmed[..eq].trim_end_matches(|c: char| c.is_ascii() && is_space(c as u8));
-        let after = trimmed[eq + 1..].trim_start_matches(|c: char| c.is_ascii() && is_space(c as u8));
-        let quote = after.chars().next().filter(|q| *q == '"' || *q == '\'').ok_or(BAD)?;
+        let after =
+            trimmed[eq + 1..].trim_start_matches(|c: char| c.is_ascii() && is_space(c as u8));
+        let quote = after
+            .chars()
+            .next()
+            .filter(|q| *q == '"' || *q == '\'')
+            .ok_or(BAD)?;
         let close = after[1..].find(quote).ok_or(BAD)? + 1;
         let value = &after[1..close];
         rest = &after[close + 1..];
         let order = match name {
             "version" if value == "1.0" => 1,
             "encoding" if value.eq_ignore_ascii_case("utf-8") => 2,
-            "standalone" if value == "yes" || value == "no" => 3,
+            "standalone" if value == "yes" => 3,
+            // A document that needs external declarations is no XMPP stream.
+            "standalone" if value == "no" => return Err(Restricted("not a standalone document")),
             _ => return Err(BAD),
         };
         if order <= seen || (seen == 0 && order != 1) {
