@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-TARGETS=(relay_bytes relay_stanzas store_value config)
+TARGETS=(relay_bytes relay_stanzas store_value config xml_framer)
 if [ "$#" -gt 0 ]; then
   TARGETS=("$@")
 fi

@@ -232,6 +232,11 @@ impl Tree {
             + self.attrs.len() * std::mem::size_of::<Attr>()
     }
 
+    /// Bytes of names, namespaces, values and text.
+    pub(crate) fn text_len(&self) -> usize {
+        self.strs.len()
+    }
+
     /// Bytes it holds now, capacity included.
     pub(crate) fn capacity(&self) -> usize {
         self.strs.capacity()
@@ -439,13 +444,13 @@ mod tests {
             t.add_attr(ns, n, |s| s.push_str(v));
         }
         let b = t.open(component, "body");
-        t.add_text(|s| s.push_str("a"));
-        t.add_text(|s| s.push_str("b"));
+        t.add_text(|s| s.push('a'));
+        t.add_text(|s| s.push('b'));
         let urn_x = t.push_ns("urn:x");
         let x = t.open(urn_x, "x");
         t.add_text(|s| s.push_str("no"));
         t.close(x);
-        t.add_text(|s| s.push_str("c"));
+        t.add_text(|s| s.push('c'));
         t.close(b);
         let urn_y = t.push_ns("urn:y");
         let y = t.open(urn_y, "empty");

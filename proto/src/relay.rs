@@ -407,7 +407,7 @@ impl Relay {
                     }
                     State::Online { .. } => {
                         self.stats.stanzas_in += 1;
-                        return self.handle_stanza(tree, now);
+                        self.handle_stanza(tree, now);
                     }
                     _ => self.stats.drop(DropReason::NotOnline),
                 }

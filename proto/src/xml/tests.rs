@@ -86,7 +86,8 @@ fn a_stream_tokenizes_the_same_in_every_split() {
 #[test]
 fn bad_input_is_refused_the_same_in_every_split() {
     use XmlError::{Malformed as M, Restricted as R};
-    let cases: &[(&str, fn(&'static str) -> XmlError)] = &[
+    type Kind = fn(&'static str) -> XmlError;
+    let cases: &[(&str, Kind)] = &[
         ("<a><!-- c --></a>", R),
         ("<a><!DOCTYPE a></a>", R),
         ("<a><?pi x?></a>", R),
