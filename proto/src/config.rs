@@ -81,6 +81,19 @@ impl Limit {
             Limit::MaxTokenLength => 1024,
         }
     }
+
+    /// The largest value accepted: what a stanza's record addresses with
+    /// 32-bit offsets stays far below 4 GiB, and the scans that grow with
+    /// these counts stay short.
+    pub fn maximum(self) -> usize {
+        match self {
+            Limit::MaxStanzaBytes => 64 << 20,
+            Limit::MaxDepth => 256,
+            Limit::MaxAttributes => 1024,
+            Limit::MaxNamespaceDecls => 256,
+            Limit::MaxTokenLength => 64 << 20,
+        }
+    }
 }
 
 impl Limits {
@@ -225,12 +238,15 @@ pub enum ConfigError {
     /// A rate is negative or not a number, or a limit that is on lets
     /// nothing through (a burst below 1).
     BadRate(RateOf),
-    /// A limit is below its [`Limit::minimum`].
+    /// A limit is below its [`Limit::minimum`] or above its
+    /// [`Limit::maximum`].
     BadLimit {
         /// Which limit.
         limit: Limit,
         /// The smallest value allowed.
         minimum: usize,
+        /// The largest value allowed.
+        maximum: usize,
     },
 }
 
@@ -246,9 +262,13 @@ impl std::fmt::Display for ConfigError {
                 "the {} rate limit must be a rate of 0 (off) or more with a burst of at least 1",
                 which.name()
             ),
-            ConfigError::BadLimit { limit, minimum } => write!(
+            ConfigError::BadLimit {
+                limit,
+                minimum,
+                maximum,
+            } => write!(
                 f,
-                "limit {} is too small (at least {minimum})",
+                "limit {} must be from {minimum} to {maximum}",
                 limit.name()
             ),
         }
@@ -311,9 +331,13 @@ impl Config {
             }
         }
         for limit in Limit::ALL {
-            let minimum = limit.minimum();
-            if self.limits.get(limit) < minimum {
-                return Err(ConfigError::BadLimit { limit, minimum });
+            let (minimum, maximum) = (limit.minimum(), limit.maximum());
+            if !(minimum..=maximum).contains(&self.limits.get(limit)) {
+                return Err(ConfigError::BadLimit {
+                    limit,
+                    minimum,
+                    maximum,
+                });
             }
         }
         Ok(())
@@ -383,7 +407,7 @@ mod tests {
     }
 
     #[test]
-    fn each_small_limit_is_named_with_its_minimum() {
+    fn each_limit_out_of_range_is_named_with_its_range() {
         let c = config();
         let set = |limits: &mut Limits, limit: Limit, value: usize| match limit {
             Limit::MaxStanzaBytes => limits.max_stanza_bytes = value,
@@ -398,19 +422,31 @@ mod tests {
             set(&mut d.limits, limit, minimum);
             assert_eq!(d.limits.get(limit), minimum);
             assert_eq!(d.validate(), Ok(()), "{limit:?} at its minimum");
-            set(&mut d.limits, limit, minimum - 1);
-            let e = d.validate().unwrap_err();
-            assert_eq!(e, ConfigError::BadLimit { limit, minimum });
-            assert_eq!(
-                e.to_string(),
-                format!("limit {} is too small (at least {minimum})", limit.name())
-            );
+            let maximum = limit.maximum();
+            set(&mut d.limits, limit, maximum);
+            assert_eq!(d.validate(), Ok(()), "{limit:?} at its maximum");
+            for value in [minimum - 1, maximum + 1] {
+                set(&mut d.limits, limit, value);
+                let e = d.validate().unwrap_err();
+                assert_eq!(
+                    e,
+                    ConfigError::BadLimit {
+                        limit,
+                        minimum,
+                        maximum
+                    }
+                );
+                assert_eq!(
+                    e.to_string(),
+                    format!("limit {} must be from {minimum} to {maximum}", limit.name())
+                );
+            }
         }
         let mut d = c;
         d.limits.max_depth = 1;
         assert_eq!(
             d.validate().unwrap_err().to_string(),
-            "limit max_depth is too small (at least 4)"
+            "limit max_depth must be from 4 to 256"
         );
     }
 

@@ -237,6 +237,14 @@ impl Tree {
         self.strs.len()
     }
 
+    /// Gives back what its buffers hold beyond its content: a tree kept
+    /// waiting must not hold the capacity a larger stanza left in it.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.strs.shrink_to_fit();
+        self.nodes.shrink_to_fit();
+        self.attrs.shrink_to_fit();
+    }
+
     /// Bytes it holds now, capacity included.
     pub(crate) fn capacity(&self) -> usize {
         self.strs.capacity()

@@ -5,17 +5,20 @@
 //! writes each stanza into a [`Tree`] whose buffers are reused. Only the
 //! bytes of an unfinished token are kept between reads.
 //!
-//! * A stanza that breaks the attribute, namespace-declaration or token
-//!   limits is parsed on but not kept, and reported as [`Frame::Skipped`]
-//!   when it ends.
-//! * A stanza that nests deeper than `max_depth`, or grows beyond
-//!   `max_stanza_bytes`, is scanned as raw bytes (tags, quotes, CDATA) to
-//!   its end, unparsed: no byte past the limit is ever parsed, so whether
-//!   an error there ends the stream cannot depend on how the input was
-//!   split. Memory stays bounded by the limit.
+//! * A stanza with a name or value longer than `max_token_length` is parsed
+//!   on but not kept, and reported as [`Frame::Skipped`] when it ends.
+//! * A stanza that nests deeper than `max_depth`, grows beyond
+//!   `max_stanza_bytes`, or has a tag with more attributes or namespace
+//!   declarations than allowed is scanned as raw bytes (tags, quotes,
+//!   CDATA) to its end, unparsed (`skip.rs`): no byte past the limit is
+//!   ever parsed, so whether an error there ends the stream cannot depend
+//!   on how the input was split, and no count costs more than reading its
+//!   bytes. Memory stays bounded by the limit.
 //! * Malformed XML, DTDs, comments, processing instructions, undeclared
 //!   entities and invalid UTF-8 are fatal: the caller closes the stream
 //!   with [`FrameError::condition`].
+
+mod skip;
 
 use std::collections::VecDeque;
 
@@ -30,8 +33,6 @@ use crate::xml::{
 
 /// Largest stream header accepted.
 const MAX_HEADER: usize = 16 * 1024;
-mod skip;
-
 /// Emptied trees kept for the next stanzas.
 const SPARE_TREES: usize = 8;
 
@@ -250,12 +251,12 @@ impl Framer {
                     None => return Ok(data.len()),
                 }
             }
-            // No token may reach past the first byte over the limit.
+            // No token may reach past the limit: one that does not fit is
+            // not parsed, and its stanza is skipped.
             let room = if self.seen_root {
-                self.limits.max_stanza_bytes + 1
-                    - self.stanza_bytes.min(self.limits.max_stanza_bytes)
+                self.limits.max_stanza_bytes - self.stanza_bytes.min(self.limits.max_stanza_bytes)
             } else {
-                MAX_HEADER + 1 - self.header_bytes.min(MAX_HEADER)
+                MAX_HEADER - self.header_bytes.min(MAX_HEADER)
             };
             let view = &data[pos..data.len().min(pos + room)];
             let Some((token, n)) = self.tokenizer.next(view, &mut self.attrs)? else {
@@ -311,7 +312,13 @@ impl Framer {
                 }
             }
             Token::Start { tag, name, empty } => {
-                if self.seen_root && depth > self.limits.max_depth {
+                // Too deep, or more attributes or declarations than allowed:
+                // the stanza is skipped unparsed from here, so that neither
+                // the nesting nor the count costs more than reading bytes.
+                if self.seen_root && (depth > self.limits.max_depth || self.too_many(tag)) {
+                    if depth == 1 {
+                        self.head_from_tag(tag, name);
+                    }
                     self.stanza_bytes -= n;
                     return Ok(Step::SkipHere);
                 }
@@ -332,8 +339,9 @@ impl Framer {
         out: &mut VecDeque<Frame>,
     ) -> Result<(), FrameError> {
         let depth = self.scope.depth();
+        let max_token = self.limits.max_token_length;
         self.scope.open();
-        let mut decls = 0;
+        let mut too_long = false;
         for a in &self.attrs {
             let name = a.name(tag);
             let prefix = match name.strip_prefix("xmlns") {
@@ -342,7 +350,7 @@ impl Framer {
                 _ => continue,
             };
             self.scope.declare(prefix, a.value(tag))?;
-            decls += 1;
+            too_long |= name.len() > max_token || a.value(tag).len() > max_token;
         }
         let (prefix, local) = split_qname(qname);
         if prefix == "xmlns" {
@@ -366,9 +374,7 @@ impl Framer {
         } else if matches!(self.stanza, Stanza::Keeping) {
             let ns = self.ns_span(bound);
             let index = self.tree.open(ns, local);
-            let mut count = 0;
-            let max_token = self.limits.max_token_length;
-            let mut too_long = local.len() > max_token;
+            too_long |= local.len() > max_token;
             for k in 0..self.attrs.len() {
                 let a = self.attrs[k];
                 let name = a.name(tag);
@@ -376,7 +382,7 @@ impl Framer {
                 if name == "xmlns" || p == "xmlns" {
                     continue;
                 }
-                count += 1;
+                too_long |= name.len() > max_token;
                 let bound = match p {
                     "" => Bound::Nothing,
                     p => self.scope.lookup(p)?,
@@ -386,8 +392,7 @@ impl Framer {
                     .add_attr(ns, local, |s| push_attr_value(a.value(tag), s));
                 too_long |= self.tree.last_value_len() > max_token;
             }
-            let l = &self.limits;
-            if count > l.max_attributes || decls > l.max_namespace_decls || too_long {
+            if too_long {
                 self.tree.keep_head();
                 self.open.clear();
                 self.stanza = Stanza::Discarding;
@@ -440,6 +445,58 @@ impl Framer {
             }
         }
         Ok(())
+    }
+
+    /// Whether a start tag has more attributes or namespace declarations
+    /// than an element may.
+    fn too_many(&self, tag: &str) -> bool {
+        let decls = self
+            .attrs
+            .iter()
+            .filter(|a| {
+                let n = a.name(tag);
+                n == "xmlns" || n.starts_with("xmlns:")
+            })
+            .count();
+        decls > self.limits.max_namespace_decls
+            || self.attrs.len() - decls > self.limits.max_attributes
+    }
+
+    /// The start tag of a stanza skipped unparsed, for the error reply:
+    /// its namespace and name and its unqualified `from`, `to`, `id` and
+    /// `type`. Nothing if its prefix is not declared.
+    fn head_from_tag(&mut self, tag: &str, qname: &str) {
+        let (prefix, local) = split_qname(qname);
+        let own = self
+            .attrs
+            .iter()
+            .find(|a| match a.name(tag).strip_prefix("xmlns") {
+                Some("") => prefix.is_empty(),
+                Some(p) => !prefix.is_empty() && p.strip_prefix(':') == Some(prefix),
+                None => false,
+            });
+        let mut ns = String::new();
+        match own {
+            Some(a) => push_attr_value(a.value(tag), &mut ns),
+            None => match self.scope.resolve(prefix) {
+                Ok(uri) => ns.push_str(uri),
+                Err(_) => return,
+            },
+        }
+        self.tree.clear();
+        let span = self.tree.push_ns(&ns);
+        let index = self.tree.open(span, local);
+        for k in 0..self.attrs.len() {
+            let a = self.attrs[k];
+            let name = a.name(tag);
+            if matches!(name, "from" | "to" | "id" | "type")
+                && self.tree.root().attr(name).is_none()
+            {
+                self.tree
+                    .add_attr(Span::default(), name, |s| push_attr_value(a.value(tag), s));
+            }
+        }
+        self.tree.close(index);
     }
 
     /// Where the stanza being built holds namespace `bound`'s name: each

@@ -71,6 +71,9 @@ impl Skip {
                             self.state = Scan::Text;
                             self.matched = 0;
                         }
+                    } else if end[..self.matched].iter().all(|&c| c == b) {
+                        // `]]]>` and `--->`: a repeated first byte keeps
+                        // what matched (only these terminators repeat one).
                     } else {
                         self.matched = usize::from(b == end[0]);
                     }
@@ -118,5 +121,14 @@ mod tests {
         assert_eq!(s.scan(data), Some(data.len() - 4));
         let mut s = Skip::new(0);
         assert_eq!(s.scan(b"  <m a='1'/>x"), Some(12));
+        // A section whose content ends in `]` still ends at its `]]>`.
+        for (data, end) in [
+            (&b"<m><![CDATA[x]]]></m>r"[..], 21),
+            (b"<m><![CDATA[]]]]]]></m>r", 23),
+            (b"<m><!-- x ---></m>r", 18),
+        ] {
+            let mut s = Skip::new(0);
+            assert_eq!(s.scan(data), Some(end), "{}", String::from_utf8_lossy(data));
+        }
     }
 }

@@ -174,6 +174,62 @@ fn limits_on_attributes_namespaces_and_depth_skip_one_stanza() {
     );
 }
 
+/// A tag with thousands of attributes or declarations is not parsed: the
+/// stanza is skipped from it, its sender still known for the error reply,
+/// and the stream goes on (declaring them all first would cost the square
+/// of their number).
+#[test]
+fn counts_over_the_limits_are_skipped_unparsed() {
+    let attrs: String = (0..5000).map(|i| format!(" a{i}='v'")).collect();
+    let decls: String = (0..5000)
+        .map(|i| format!(" xmlns:p{i}='urn:{i}'"))
+        .collect();
+    let doc = format!(
+        "{HEADER}<message from='a@x/r' id='1'{attrs} xmlns='jabber:client'><body>x</body></message>\
+         <message id='2'><x{decls}><p1:y/></x></message><message id='3'{decls}/><message id='4'/>"
+    );
+    let limits = Limits {
+        max_stanza_bytes: 512 * 1024,
+        ..Limits::default()
+    };
+    for step in [1usize, 777, doc.len()] {
+        let mut f = Framer::new(limits.clone());
+        let mut frames = Vec::new();
+        for c in doc.as_bytes().chunks(step) {
+            f.feed_all(c, &mut frames).unwrap();
+        }
+        assert_eq!(
+            names(&frames),
+            [
+                "header:abc",
+                "skipped:1",
+                "skipped:2",
+                "skipped:3",
+                "message:4"
+            ],
+            "step {step}"
+        );
+        let Frame::Skipped(Some(head)) = &frames[1] else {
+            panic!()
+        };
+        let head = head.root();
+        assert_eq!(head.ns(), "jabber:client");
+        assert_eq!(head.attr("from"), Some("a@x/r"));
+        assert_eq!(head.elements().count(), 0);
+    }
+}
+
+/// White space before the stream header counts against its limit.
+#[test]
+fn the_header_limit_counts_white_space_before_it() {
+    let doc = format!("{}{HEADER}", " ".repeat(MAX_HEADER + 1));
+    for step in [1usize, 4096, doc.len()] {
+        let chunks: Vec<&[u8]> = doc.as_bytes().chunks(step).collect();
+        let (_, r) = run(&chunks);
+        assert_eq!(r, Err(FrameError::HeaderTooLarge), "step {step}");
+    }
+}
+
 #[test]
 fn depth_violations_resynchronise_even_on_a_self_closing_tag() {
     for inner in ["<b/>", "<b></b>", "<b x='/>'/>", "<b>t</b>"] {

@@ -40,22 +40,30 @@ pub(crate) enum Bound {
 pub(crate) struct Scope {
     text: String,
     decls: Vec<Decl>,
-    /// Per open element: `decls` and `text` lengths before its declarations.
-    marks: Vec<(u32, u32)>,
+    /// Per open element: `decls` and `text` lengths before its
+    /// declarations, and the default namespace's declaration around it.
+    marks: Vec<(u32, u32, Option<u32>)>,
+    /// The declaration of the default namespace in force: most names use
+    /// it, so it is found without a search.
+    default: Option<u32>,
 }
 
 impl Scope {
     /// An element opens; its declarations follow.
     pub(crate) fn open(&mut self) {
-        self.marks
-            .push((self.decls.len() as u32, self.text.len() as u32));
+        self.marks.push((
+            self.decls.len() as u32,
+            self.text.len() as u32,
+            self.default,
+        ));
     }
 
     /// The innermost element closes.
     pub(crate) fn close(&mut self) {
-        if let Some((decls, text)) = self.marks.pop() {
+        if let Some((decls, text, default)) = self.marks.pop() {
             self.decls.truncate(decls as usize);
             self.text.truncate(text as usize);
+            self.default = default;
         }
     }
 
@@ -88,6 +96,9 @@ impl Scope {
         if bad {
             self.text.truncate(p0);
             return Err(Malformed("invalid namespace declaration"));
+        }
+        if prefix.is_empty() {
+            self.default = Some(self.decls.len() as u32);
         }
         self.decls.push(Decl {
             prefix: (p0 as u32, u0 as u32),
