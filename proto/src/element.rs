@@ -32,7 +32,9 @@ struct Attr {
     value: Span,
 }
 
-/// A stanza: element 0 and everything in it.
+/// A stanza: element 0 and everything in it. A clone holds exactly its
+/// content (what a waiting stanza keeps), not the capacity the framer's
+/// reused buffers grew to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Tree {
     strs: String,
@@ -235,14 +237,6 @@ impl Tree {
     /// Bytes of names, namespaces, values and text.
     pub(crate) fn text_len(&self) -> usize {
         self.strs.len()
-    }
-
-    /// Gives back what its buffers hold beyond its content: a tree kept
-    /// waiting must not hold the capacity a larger stanza left in it.
-    pub(crate) fn shrink_to_fit(&mut self) {
-        self.strs.shrink_to_fit();
-        self.nodes.shrink_to_fit();
-        self.attrs.shrink_to_fit();
     }
 
     /// Bytes it holds now, capacity included.

@@ -66,10 +66,7 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub(crate) fn new(mut stanza: Tree) -> Self {
-        // A recycled tree may hold the capacity of an earlier, larger
-        // stanza; waiting, it holds only its own.
-        stanza.shrink_to_fit();
+    pub(crate) fn new(stanza: Tree) -> Self {
         Job {
             weight: stanza.weight(),
             stanza,

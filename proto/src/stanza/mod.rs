@@ -80,7 +80,7 @@ impl Relay {
     }
 
     /// Hands a handled stanza's buffers back to the framer.
-    fn recycle(&mut self, tree: Tree) {
+    pub(super) fn recycle(&mut self, tree: Tree) {
         if let Some(framer) = self.framer.as_mut() {
             framer.recycle(tree);
         }

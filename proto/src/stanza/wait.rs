@@ -35,14 +35,20 @@ impl Relay {
         let needs = match verdict {
             Verdict::Wait(w) => w.needs,
             // Refused at once: it would be refused in its turn too.
-            Verdict::Limited { .. } => return self.apply(st, &verdict, now),
+            Verdict::Limited { .. } => {
+                self.apply(st, &verdict, now);
+                return self.recycle(el);
+            }
             _ => Vec::new(),
         };
         self.enqueue_with(el, sender, needs, now);
     }
 
     pub(super) fn enqueue_with(&mut self, el: Tree, sender: &str, needs: Vec<Need>, now: Instant) {
-        let mut job = Job::new(el);
+        // The job keeps a copy the size of the stanza; the framer gets its
+        // tree back, capacity and all, for the next one.
+        let mut job = Job::new(el.clone());
+        self.recycle(el);
         // Every job was counted against the rate limits when first decided.
         job.res.counted = true;
         // One stanza may always wait, whatever it weighs.
