@@ -12,8 +12,9 @@
 //!   declarations than allowed is scanned as raw bytes (tags, quotes,
 //!   CDATA) to its end, unparsed (`skip.rs`): no byte past the limit is
 //!   ever parsed, so whether an error there ends the stream cannot depend
-//!   on how the input was split, and no count costs more than reading its
-//!   bytes. Memory stays bounded by the limit.
+//!   on how the input was split; a tag over the count limits is never
+//!   declared or compared, so it costs no more than reading its bytes.
+//!   Memory stays bounded by the limit.
 //! * Malformed XML, DTDs, comments, processing instructions, undeclared
 //!   entities and invalid UTF-8 are fatal: the caller closes the stream
 //!   with [`FrameError::condition`].
@@ -62,6 +63,9 @@ pub(crate) enum FrameError {
     Xml(XmlError),
     /// The stream header is larger than any server sends.
     HeaderTooLarge,
+    /// Between stanzas, something other than a stanza larger than a stanza
+    /// may be.
+    TokenTooLarge,
 }
 
 impl FrameError {
@@ -70,7 +74,7 @@ impl FrameError {
         match self {
             FrameError::Xml(XmlError::Restricted(_)) => "restricted-xml",
             FrameError::Xml(XmlError::Malformed(_)) => "not-well-formed",
-            FrameError::HeaderTooLarge => "policy-violation",
+            FrameError::HeaderTooLarge | FrameError::TokenTooLarge => "policy-violation",
         }
     }
 }
@@ -86,6 +90,7 @@ impl std::fmt::Display for FrameError {
         match self {
             FrameError::Xml(e) => write!(f, "{e}"),
             FrameError::HeaderTooLarge => f.write_str("stream header too large"),
+            FrameError::TokenTooLarge => f.write_str("markup between stanzas larger than a stanza"),
         }
     }
 }
@@ -266,20 +271,22 @@ impl Framer {
                 if !self.seen_root {
                     return Err(FrameError::HeaderTooLarge);
                 }
+                // Between stanzas only a stanza's start tag can be too large
+                // to skip: a CDATA section or the stream's end tag larger
+                // than a stanza is no stanza to skip, and the raw scanner
+                // would take the next stanza for its end.
+                if self.scope.depth() == 1 && !starts_start_tag(&data[pos..]) {
+                    return Err(FrameError::TokenTooLarge);
+                }
                 self.begin_skip();
                 continue;
             };
             match self.on_token(token, n, out)? {
                 Step::Took => pos += n,
-                Step::SkipHere => {
-                    self.begin_skip();
-                    continue;
-                }
+                Step::SkipHere => self.begin_skip(),
             }
-            if self.stanza_bytes > self.limits.max_stanza_bytes {
-                // The rest of this stanza lies past the limit.
-                self.begin_skip();
-            }
+            // `room` let no token cross the limit.
+            debug_assert!(self.stanza_bytes <= self.limits.max_stanza_bytes);
         }
         Ok(pos)
     }
@@ -533,18 +540,10 @@ impl Framer {
     /// The stanza's last tag was read.
     fn finish_stanza(&mut self, out: &mut VecDeque<Frame>) {
         let tree = self.take_tree();
+        // The end tag counted too: `room` skipped a stanza that only its
+        // end tag would take over the limit.
         let frame = match std::mem::replace(&mut self.stanza, Stanza::Keeping) {
-            // The end tag counts too: a stanza that only its end tag takes
-            // over the limit is skipped, as it is when the end tag arrives
-            // in a later read.
-            Stanza::Keeping if self.stanza_bytes <= self.limits.max_stanza_bytes => {
-                Frame::Stanza(tree)
-            }
-            Stanza::Keeping => {
-                let mut tree = tree;
-                tree.keep_head();
-                Frame::Skipped(Some(tree))
-            }
+            Stanza::Keeping => Frame::Stanza(tree),
             _ => Frame::Skipped((!tree.is_empty()).then_some(tree)),
         };
         out.push_back(frame);
@@ -576,6 +575,11 @@ impl Framer {
         self.stanza = Stanza::Keeping;
         self.stanza_bytes = 0;
     }
+}
+
+/// Whether `data` starts with a start tag (or what could still become one).
+fn starts_start_tag(data: &[u8]) -> bool {
+    data.first() == Some(&b'<') && !matches!(data.get(1), Some(b'/' | b'!' | b'?'))
 }
 
 /// No two attributes of a tag share a name and namespace.

@@ -219,6 +219,31 @@ fn counts_over_the_limits_are_skipped_unparsed() {
     }
 }
 
+/// Between stanzas, markup larger than a stanza that is no stanza ends the
+/// stream: the raw scanner, knowing no stanza to skip, would take the next
+/// stanza for its end.
+#[test]
+fn markup_between_stanzas_larger_than_a_stanza_is_fatal() {
+    let big = "x".repeat(5000);
+    let spaces = " ".repeat(5000);
+    for tail in [
+        format!("<![CDATA[{big}]]><message id='1'/>"),
+        format!("</stream:stream{spaces}>"),
+    ] {
+        let doc = format!("{HEADER}<message id='0'/>{tail}");
+        for step in [1usize, 4096, doc.len()] {
+            let chunks: Vec<&[u8]> = doc.as_bytes().chunks(step).collect();
+            let (frames, r) = run(&chunks);
+            assert_eq!(names(&frames), ["header:abc", "message:0"], "step {step}");
+            assert_eq!(
+                r.unwrap_err().condition(),
+                "policy-violation",
+                "step {step}"
+            );
+        }
+    }
+}
+
 /// White space before the stream header counts against its limit.
 #[test]
 fn the_header_limit_counts_white_space_before_it() {

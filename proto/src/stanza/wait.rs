@@ -45,19 +45,19 @@ impl Relay {
     }
 
     pub(super) fn enqueue_with(&mut self, el: Tree, sender: &str, needs: Vec<Need>, now: Instant) {
+        // One stanza may always wait, whatever it weighs.
+        let over_bytes = !self.pending.is_empty()
+            && self.pending.bytes() + el.weight() > self.cfg.max_pending_bytes;
+        if self.pending.len() >= self.cfg.max_pending || over_bytes {
+            self.reply_error(el.root(), "wait", RejectReason::ResourceConstraint);
+            return self.recycle(el);
+        }
         // The job keeps a copy the size of the stanza; the framer gets its
         // tree back, capacity and all, for the next one.
         let mut job = Job::new(el.clone());
         self.recycle(el);
         // Every job was counted against the rate limits when first decided.
         job.res.counted = true;
-        // One stanza may always wait, whatever it weighs.
-        let over_bytes = !self.pending.is_empty()
-            && self.pending.bytes() + job.weight > self.cfg.max_pending_bytes;
-        if self.pending.len() >= self.cfg.max_pending || over_bytes {
-            self.reply_error(job.stanza.root(), "wait", RejectReason::ResourceConstraint);
-            return;
-        }
         self.pending.push(sender, job);
         for need in &needs {
             let op = self.issue(need, sender, now);

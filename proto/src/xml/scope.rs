@@ -114,11 +114,14 @@ impl Scope {
         if prefix == "xml" {
             return Ok(Bound::Xml);
         }
-        match self
-            .decls
-            .iter()
-            .rposition(|d| self.get(d.prefix) == prefix)
-        {
+        let found = if prefix.is_empty() {
+            self.default.map(|i| i as usize)
+        } else {
+            self.decls
+                .iter()
+                .rposition(|d| self.get(d.prefix) == prefix)
+        };
+        match found {
             Some(i) if self.decls[i].uri.0 == self.decls[i].uri.1 => Ok(Bound::Nothing),
             Some(i) => Ok(Bound::Decl(i as u32)),
             None if prefix.is_empty() => Ok(Bound::Nothing),
