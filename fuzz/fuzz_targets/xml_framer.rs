@@ -8,8 +8,8 @@
 //! the size of the pieces the framer is fed in (1 to 64 bytes).
 //!
 //! Invariants:
-//! - the framer gives the same frames and the same error condition whether
-//!   the input comes whole or in pieces, with either limits;
+//! - the framer gives the same frames and the same error (condition and
+//!   reason) whether the input comes whole or in pieces, with either limits;
 //! - with limits out of reach, rxml, fed the same bytes whole (line ends as
 //!   LF, `line_ends_as_lf`), gives the same frames and refuses the input
 //!   exactly when the framer does (`Parsed::agrees_with` says what rxml's
@@ -39,8 +39,8 @@ fuzz_target!(|data: &[u8]| {
     let whole = framer_with(limits.clone(), &input, input.len());
     let pieces = framer_with(limits, &input, step);
     assert_eq!(
-        (&whole.frames, &whole.error),
-        (&pieces.frames, &pieces.error),
+        (&whole.frames, &whole.error, &whole.reason),
+        (&pieces.frames, &pieces.error, &pieces.reason),
         "split in pieces of {step}"
     );
     if small {

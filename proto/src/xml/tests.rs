@@ -96,6 +96,8 @@ fn bad_input_is_refused_the_same_in_every_split() {
         ("<a>&#xD800;</a>", M),
         ("<a>& b</a>", M),
         ("<a>&amp</a>", M),
+        ("<a>&la44&amp; b</a>", M),
+        ("<a>&amp;&x&lt;</a>", M),
         ("<a>x]]>y</a>", M),
         ("<a>\u{1}</a>", M),
         ("<a>\u{FFFE}</a>", M),

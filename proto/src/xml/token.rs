@@ -279,12 +279,14 @@ fn checkable(buf: &[u8]) -> usize {
             _ => break,
         }
     }
-    // A reference not yet closed.
+    // A reference not yet closed: from the first `&` near the end with no
+    // `;` after it (a later one may be the first's bad content, and the
+    // first must be judged whole, as it is when the input comes in one
+    // piece).
     let tail = end.saturating_sub(MAX_REF + 1);
-    if let Some(amp) = memchr::memrchr(b'&', &buf[tail..end]).map(|i| tail + i) {
-        if !buf[amp..end].contains(&b';') {
-            end = amp;
-        }
+    let open = memchr::memrchr(b';', &buf[tail..end]).map_or(tail, |i| tail + i + 1);
+    if let Some(amp) = memchr::memchr(b'&', &buf[open..end]) {
+        end = open + amp;
     }
     end
 }
