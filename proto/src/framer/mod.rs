@@ -544,7 +544,7 @@ impl Framer {
         // end tag would take over the limit.
         let frame = match std::mem::replace(&mut self.stanza, Stanza::Keeping) {
             Stanza::Keeping => Frame::Stanza(tree),
-            _ => Frame::Skipped((!tree.is_empty()).then_some(tree)),
+            _ => skipped(tree),
         };
         out.push_back(frame);
         self.open.clear();
@@ -571,10 +571,15 @@ impl Framer {
     /// The raw scan reached the stanza's end.
     fn end_skip(&mut self, out: &mut VecDeque<Frame>) {
         let tree = self.take_tree();
-        out.push_back(Frame::Skipped((!tree.is_empty()).then_some(tree)));
+        out.push_back(skipped(tree));
         self.stanza = Stanza::Keeping;
         self.stanza_bytes = 0;
     }
+}
+
+/// A skipped stanza, with its start tag when that could be read.
+fn skipped(head: Tree) -> Frame {
+    Frame::Skipped((!head.is_empty()).then_some(head))
 }
 
 /// Whether `data` starts with a start tag (or what could still become one).

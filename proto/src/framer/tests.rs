@@ -74,6 +74,16 @@ fn oversized_text_is_skipped_and_the_stream_goes_on() {
     }
 }
 
+/// `n` distinct attributes, each with a leading space.
+fn attributes(n: usize) -> String {
+    (0..n).map(|i| format!(" a{i}='v'")).collect()
+}
+
+/// `n` distinct namespace declarations, each with a leading space.
+fn declarations(n: usize) -> String {
+    (0..n).map(|i| format!(" xmlns:p{i}='urn:{i}'")).collect()
+}
+
 /// A message of exactly `total` bytes, end tag included.
 fn message_of(id: &str, total: usize) -> String {
     let shell = format!("<message id='{id}'><body></body></message>");
@@ -141,7 +151,7 @@ fn a_large_stanza_does_not_count_against_the_next() {
 
 #[test]
 fn a_huge_start_tag_is_skipped_without_address() {
-    let attrs: String = (0..2000).map(|i| format!(" a{i}='v'")).collect();
+    let attrs = attributes(2000);
     let doc = format!("{HEADER}<message id='big'{attrs}><body/></message><message id='next'/>");
     let (frames, r) = run(&[doc.as_bytes()]);
     r.unwrap();
@@ -154,8 +164,8 @@ fn a_huge_start_tag_is_skipped_without_address() {
 
 #[test]
 fn limits_on_attributes_namespaces_and_depth_skip_one_stanza() {
-    let attrs: String = (0..65).map(|i| format!(" a{i}='v'")).collect();
-    let decls: String = (0..17).map(|i| format!(" xmlns:p{i}='urn:{i}'")).collect();
+    let attrs = attributes(65);
+    let decls = declarations(17);
     let deep = format!("{}{}", "<a>".repeat(40), "</a>".repeat(40));
     let doc = format!(
         "{HEADER}<message id='1'{attrs}/><message id='2'><x{decls}/></message><message id='3'>{deep}</message><message id='4'/>"
@@ -180,10 +190,8 @@ fn limits_on_attributes_namespaces_and_depth_skip_one_stanza() {
 /// of their number).
 #[test]
 fn counts_over_the_limits_are_skipped_unparsed() {
-    let attrs: String = (0..5000).map(|i| format!(" a{i}='v'")).collect();
-    let decls: String = (0..5000)
-        .map(|i| format!(" xmlns:p{i}='urn:{i}'"))
-        .collect();
+    let attrs = attributes(5000);
+    let decls = declarations(5000);
     let doc = format!(
         "{HEADER}<message from='a@x/r' id='1'{attrs} xmlns='jabber:client'><body>x</body></message>\
          <message id='2'><x{decls}><p1:y/></x></message><message id='3'{decls}/><message id='4'/>"
@@ -297,12 +305,11 @@ fn fatal_inputs_name_their_condition() {
 
 #[test]
 fn namespace_declarations_are_counted_exactly() {
-    let tag = |n: usize| -> String { (0..n).map(|i| format!(" xmlns:p{i}='urn:{i}'")).collect() };
     // An attribute value that only mentions xmlns is no declaration.
     let doc = format!(
         "{HEADER}<message id='1'><x{} a='xmlns xmlns'/></message><message id='2'><x{}/></message>",
-        tag(16),
-        tag(17)
+        declarations(16),
+        declarations(17)
     );
     let (frames, r) = run(&[doc.as_bytes()]);
     r.unwrap();

@@ -80,12 +80,6 @@ pub(crate) fn reference(body: &str) -> Option<char> {
     Some(c)
 }
 
-/// Whether `body` names an entity that XMPP forbids (a declared one) rather
-/// than being malformed: such input is answered with `restricted-xml`.
-pub(crate) fn is_entity_name(body: &str) -> bool {
-    is_ncname(body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

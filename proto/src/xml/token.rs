@@ -1,6 +1,6 @@
 //! Finding and checking one token at a time.
 
-use super::chars::{is_entity_name, is_name_char, is_name_start, is_space, reference};
+use super::chars::{is_name_char, is_name_start, is_ncname, is_space, reference};
 use super::XmlError::{self, Malformed, Restricted};
 
 /// Longest reference body accepted (`#x` and eight digits). A longer one is
@@ -343,7 +343,8 @@ fn check_reference(rest: &str) -> Result<usize, XmlError> {
     let body = &rest[..semi];
     match reference(body) {
         Some(_) => Ok(semi + 1),
-        None if is_entity_name(body) => Err(Restricted("undeclared entity")),
+        // A name is an entity XMPP forbids declaring; anything else is malformed.
+        None if is_ncname(body) => Err(Restricted("undeclared entity")),
         None => Err(Malformed("invalid character reference")),
     }
 }
