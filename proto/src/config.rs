@@ -18,7 +18,9 @@ pub struct Limits {
     pub max_attributes: usize,
     /// Most namespace declarations on one element.
     pub max_namespace_decls: usize,
-    /// Longest name or attribute value.
+    /// Longest name or value, in bytes: an element's local name, an
+    /// attribute's whole name (prefix included), an attribute value once
+    /// decoded, a namespace name as written (it is compared, not decoded).
     pub max_token_length: usize,
 }
 

@@ -357,8 +357,9 @@ impl Relay {
     }
 
     /// Bytes the framer holds for an unfinished stanza; at most
-    /// `max_stanza_bytes` plus two parser slices (16 KiB). For tests and
-    /// fuzzing, which check that bound.
+    /// `max_stanza_bytes` plus 16 KiB, the largest stream header, whose
+    /// namespace names a stanza's record may copy. For tests and fuzzing,
+    /// which check that bound.
     #[doc(hidden)]
     pub fn buffered(&self) -> usize {
         self.framer.as_ref().map_or(0, Framer::buffered)

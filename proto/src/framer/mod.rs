@@ -10,11 +10,13 @@
 //! * A stanza that nests deeper than `max_depth`, grows beyond
 //!   `max_stanza_bytes`, or has a tag with more attributes or namespace
 //!   declarations than allowed is scanned as raw bytes (tags, quotes,
-//!   CDATA) to its end, unparsed (`skip.rs`): no byte past the limit is
-//!   ever parsed, so whether an error there ends the stream cannot depend
-//!   on how the input was split; a tag over the count limits is never
-//!   declared or compared, so it costs no more than reading its bytes.
-//!   Memory stays bounded by the limit.
+//!   CDATA) to its end, unparsed (`skip.rs`): no byte past the stanza
+//!   limit is ever parsed, so whether an error there ends the stream
+//!   cannot depend on how the input was split. The tag that is too deep or
+//!   over a count limit is checked as a whole token first, then scanned
+//!   from its `<`; its declarations are never declared or compared, so it
+//!   costs no more than reading its bytes. Memory stays bounded by the
+//!   limit.
 //! * Malformed XML, DTDs, comments, processing instructions, undeclared
 //!   entities and invalid UTF-8 are fatal: the caller closes the stream
 //!   with [`FrameError::condition`].
@@ -49,8 +51,12 @@ pub(crate) enum Frame {
     },
     /// A complete stanza (any element at depth 1 of the stream).
     Stanza(Tree),
-    /// A stanza skipped for breaking a limit; its top element without
-    /// children when its start tag could be read.
+    /// A stanza skipped for breaking a limit, with its top element without
+    /// children when its start tag could be read: all its attributes when
+    /// the stanza was read on (too deep, too long a name or value, too
+    /// large after its start tag), only the unprefixed `from`, `to`, `id`
+    /// and `type` when the start tag itself broke a count limit, nothing
+    /// when the start tag did not fit in the stanza limit.
     Skipped(Option<Tree>),
     /// The server closed the stream root.
     End,
@@ -63,8 +69,8 @@ pub(crate) enum FrameError {
     Xml(XmlError),
     /// The stream header is larger than any server sends.
     HeaderTooLarge,
-    /// Between stanzas, something other than a stanza larger than a stanza
-    /// may be.
+    /// Between stanzas, a token that is no start tag (a CDATA section,
+    /// the stream's end tag) is larger than `max_stanza_bytes`.
     TokenTooLarge,
 }
 
@@ -540,8 +546,6 @@ impl Framer {
     /// The stanza's last tag was read.
     fn finish_stanza(&mut self, out: &mut VecDeque<Frame>) {
         let tree = self.take_tree();
-        // The end tag counted too: `room` skipped a stanza that only its
-        // end tag would take over the limit.
         let frame = match std::mem::replace(&mut self.stanza, Stanza::Keeping) {
             Stanza::Keeping => Frame::Stanza(tree),
             _ => skipped(tree),

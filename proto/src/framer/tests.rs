@@ -227,6 +227,49 @@ fn counts_over_the_limits_are_skipped_unparsed() {
     }
 }
 
+/// The tag that is too deep or over a count limit is checked like any
+/// other, and a fault in it ends the stream; what follows it in the stanza
+/// is scanned raw, and a fault there does not (SPEC §6).
+#[test]
+fn the_tag_that_breaks_a_limit_is_checked_and_what_follows_is_not() {
+    let many = attributes(65);
+    let limits = Limits {
+        max_depth: 2,
+        ..limits()
+    };
+    let fatal = [
+        "<message id='1'><a><b x='&nbsp;'/></a></message>".to_string(),
+        format!("<message id='1'><a{many} x='&nbsp;'/></message>"),
+    ];
+    let skipped = [
+        "<message id='1'><a><b/><c x='&nbsp;'/></a></message>".to_string(),
+        format!("<message id='1'><a{many}/><c x='&nbsp;'/></message>"),
+    ];
+    for (stanza, is_fatal) in fatal
+        .iter()
+        .map(|s| (s, true))
+        .chain(skipped.iter().map(|s| (s, false)))
+    {
+        let doc = format!("{HEADER}{stanza}<message id='2'/>");
+        for step in [1usize, 7, doc.len()] {
+            let mut f = Framer::new(limits.clone());
+            let mut frames = Vec::new();
+            let r = doc
+                .as_bytes()
+                .chunks(step)
+                .try_for_each(|c| f.feed_all(c, &mut frames));
+            if is_fatal {
+                assert_eq!(names(&frames), ["header:abc"], "{stanza} step {step}");
+                assert!(r.is_err(), "{stanza} step {step}");
+            } else {
+                r.unwrap();
+                let want = ["header:abc", "skipped:1", "message:2"];
+                assert_eq!(names(&frames), want, "{stanza} step {step}");
+            }
+        }
+    }
+}
+
 /// Between stanzas, markup larger than a stanza that is no stanza ends the
 /// stream: the raw scanner, knowing no stanza to skip, would take the next
 /// stanza for its end.

@@ -285,8 +285,8 @@ impl<S: Backend> Sim<S> {
         self.in_bytes += bytes.len();
         self.relay.handle_input(bytes, self.now);
         if self.checks == Checks::Full {
-            // What the framer holds is bounded by the stanza limit plus two
-            // parser slices, whatever the input (SPEC §6).
+            // What the framer holds is bounded by the stanza limit plus the
+            // largest stream header, whatever the input (SPEC §6).
             let bound = self.relay.config().limits.max_stanza_bytes + 16 * 1024;
             let held = self.relay.buffered();
             assert!(held <= bound, "framer holds {held} bytes, bound {bound}");

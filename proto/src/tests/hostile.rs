@@ -8,7 +8,8 @@ use crate::DisconnectReason;
 const BOB: &str = "bob@b.example/x";
 
 /// Largest number of bytes the framer may hold with the default limits:
-/// the stanza limit plus two parser slices.
+/// the stanza limit plus the largest stream header (its namespace names
+/// may be copied into a stanza's record).
 const BOUND: usize = 512 * 1024 + 16 * 1024;
 
 fn setup() -> (Harness, String) {

@@ -7,9 +7,11 @@
 //! returned once its last byte is there, as slices of that buffer, after
 //! its bytes are checked (UTF-8, characters, names, references, syntax).
 //! Character data is returned in pieces as it arrives, so a long text never
-//! waits for its end. Whether a token is complete, and whether it is
-//! valid, depends only on its own bytes: any split of the input gives the
-//! same tokens and the same error. Namespaces and tag nesting are the
+//! waits for its end. Whether a token is valid depends only on its own
+//! bytes, and whether it is complete on them and, for text, on at most the
+//! 11 bytes after them (an unfinished reference, `]]`, CR, a partial UTF-8
+//! character are held back until those come): any split of the input gives
+//! the same tokens (text perhaps in other pieces) and the same error. Namespaces and tag nesting are the
 //! framer's (`scope.rs` holds the declarations in force).
 
 mod chars;

@@ -110,6 +110,14 @@ impl Scope {
 
     /// Where the namespace `prefix` stands for comes from; the empty
     /// prefix is the default namespace.
+    ///
+    /// A prefix is searched from the innermost declaration out, so it costs
+    /// up to the declarations in scope (the header's, and `max_depth` ×
+    /// `max_namespace_decls` in a stanza). Servers re-serialize what they
+    /// relay (Prosody puts elements in default namespaces and declares an
+    /// attribute's prefix on its element), so the search ends at once; a
+    /// map per prefix would cost every stanza to spare a case only the
+    /// server itself could write.
     pub(crate) fn lookup(&self, prefix: &str) -> Result<Bound, XmlError> {
         if prefix == "xml" {
             return Ok(Bound::Xml);

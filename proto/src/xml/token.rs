@@ -260,7 +260,7 @@ fn checkable(buf: &[u8]) -> usize {
     if let Some(lead) = buf[end.saturating_sub(3)..]
         .iter()
         .rposition(|b| b & 0xC0 != 0x80)
-        .map(|i| end.saturating_sub(3).min(end) + i)
+        .map(|i| end.saturating_sub(3) + i)
     {
         let need = match buf[lead] {
             b if b >= 0xF0 => 4,
