@@ -306,7 +306,7 @@ impl<'a> Element<'a> {
     }
 
     /// Child nodes: each an element or a piece of text.
-    fn children(&self) -> impl Iterator<Item = Result<Element<'a>, &'a str>> {
+    pub(crate) fn children(&self) -> impl Iterator<Item = Result<Element<'a>, &'a str>> {
         let t = self.tree;
         let mut i = self.at + 1;
         let end = self.end;
@@ -402,11 +402,6 @@ impl<'a> Element<'a> {
             .collect();
         all.sort_unstable();
         all
-    }
-
-    /// Child nodes: an element, or (as `Err`) a piece of text.
-    pub(crate) fn nodes(&self) -> impl Iterator<Item = Result<Element<'a>, &'a str>> {
-        self.children()
     }
 }
 

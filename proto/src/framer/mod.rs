@@ -30,8 +30,8 @@ use crate::config::Limits;
 use crate::element::{Span, Tree};
 use crate::ns;
 use crate::xml::{
-    push_attr_value, push_cdata, push_text, split_qname, Bound, RawAttr, Scope, Token, Tokenizer,
-    XmlError,
+    declared_prefix, push_attr_value, push_cdata, push_text, split_qname, Bound, RawAttr, Scope,
+    Token, Tokenizer, XmlError,
 };
 
 /// Largest stream header accepted.
@@ -265,9 +265,11 @@ impl Framer {
             // No token may reach past the limit: one that does not fit is
             // not parsed, and its stanza is skipped.
             let room = if self.seen_root {
-                self.limits.max_stanza_bytes - self.stanza_bytes.min(self.limits.max_stanza_bytes)
+                self.limits
+                    .max_stanza_bytes
+                    .saturating_sub(self.stanza_bytes)
             } else {
-                MAX_HEADER - self.header_bytes.min(MAX_HEADER)
+                MAX_HEADER.saturating_sub(self.header_bytes)
             };
             let view = &data[pos..data.len().min(pos + room)];
             let Some((token, n)) = self.tokenizer.next(view, &mut self.attrs)? else {
@@ -357,10 +359,8 @@ impl Framer {
         let mut too_long = false;
         for a in &self.attrs {
             let name = a.name(tag);
-            let prefix = match name.strip_prefix("xmlns") {
-                Some("") => "",
-                Some(p) if p.starts_with(':') => &p[1..],
-                _ => continue,
+            let Some(prefix) = declared_prefix(name) else {
+                continue;
             };
             self.scope.declare(prefix, a.value(tag))?;
             too_long |= name.len() > max_token || a.value(tag).len() > max_token;
@@ -391,10 +391,10 @@ impl Framer {
             for k in 0..self.attrs.len() {
                 let a = self.attrs[k];
                 let name = a.name(tag);
-                let (p, local) = split_qname(name);
-                if name == "xmlns" || p == "xmlns" {
+                if declared_prefix(name).is_some() {
                     continue;
                 }
+                let (p, local) = split_qname(name);
                 too_long |= name.len() > max_token;
                 let bound = match p {
                     "" => Bound::Nothing,
@@ -466,10 +466,7 @@ impl Framer {
         let decls = self
             .attrs
             .iter()
-            .filter(|a| {
-                let n = a.name(tag);
-                n == "xmlns" || n.starts_with("xmlns:")
-            })
+            .filter(|a| declared_prefix(a.name(tag)).is_some())
             .count();
         decls > self.limits.max_namespace_decls
             || self.attrs.len() - decls > self.limits.max_attributes
@@ -483,11 +480,7 @@ impl Framer {
         let own = self
             .attrs
             .iter()
-            .find(|a| match a.name(tag).strip_prefix("xmlns") {
-                Some("") => prefix.is_empty(),
-                Some(p) => !prefix.is_empty() && p.strip_prefix(':') == Some(prefix),
-                None => false,
-            });
+            .find(|a| declared_prefix(a.name(tag)) == Some(prefix));
         let mut ns = String::new();
         match own {
             Some(a) => push_attr_value(a.value(tag), &mut ns),
@@ -596,11 +589,11 @@ fn check_duplicates(tag: &str, attrs: &[RawAttr], scope: &Scope) -> Result<(), X
     const DUPLICATE: XmlError = XmlError::Malformed("duplicate attribute");
     let named = |a: &RawAttr| -> Result<Option<(&str, &str)>, XmlError> {
         let name = a.name(tag);
-        let (p, local) = split_qname(name);
-        if name == "xmlns" || p == "xmlns" {
+        if declared_prefix(name).is_some() {
             // Declarations were compared when declared.
             return Ok(None);
         }
+        let (p, local) = split_qname(name);
         let ns = if p.is_empty() { "" } else { scope.resolve(p)? };
         Ok(Some((ns, local)))
     };

@@ -11,15 +11,21 @@ fn limits() -> Limits {
     }
 }
 
-fn run(chunks: &[&[u8]]) -> (Vec<Frame>, Result<(), FrameError>) {
-    let mut f = Framer::new(limits());
+/// A piece size that feeds the input whole.
+const WHOLE: usize = usize::MAX;
+
+/// The frames of `doc` fed in pieces of `step` bytes to a framer with
+/// `limits`, up to the first error.
+fn run_with(limits: &Limits, doc: &[u8], step: usize) -> (Vec<Frame>, Result<(), FrameError>) {
+    let mut f = Framer::new(limits.clone());
     let mut out = Vec::new();
-    for c in chunks {
-        if let Err(e) = f.feed_all(c, &mut out) {
-            return (out, Err(e));
-        }
-    }
-    (out, Ok(()))
+    let r = doc.chunks(step).try_for_each(|c| f.feed_all(c, &mut out));
+    (out, r)
+}
+
+/// The same with the tests' limits (4 KiB stanzas).
+fn run(doc: &[u8], step: usize) -> (Vec<Frame>, Result<(), FrameError>) {
+    run_with(&limits(), doc, step)
 }
 
 fn names(frames: &[Frame]) -> Vec<String> {
@@ -44,7 +50,7 @@ fn frames_stanzas_and_merges_text() {
     let doc = format!(
         "{HEADER} <message id='1'><body>a &amp; b</body></message>\n<iq id='2'/></stream:stream>"
     );
-    let (frames, r) = run(&[doc.as_bytes()]);
+    let (frames, r) = run(doc.as_bytes(), WHOLE);
     r.unwrap();
     assert_eq!(names(&frames), ["header:abc", "message:1", "iq:2", "end"]);
     let Frame::Stanza(m) = &frames[1] else {
@@ -63,8 +69,7 @@ fn oversized_text_is_skipped_and_the_stream_goes_on() {
         "{HEADER}<message id='1'><body>ok</body></message><message id='2' from='u@h/r'><body>{big}</body><x a='>'/><![CDATA[</message>]]></message><message id='3'/>"
     );
     for step in [1usize, 7, 100, 4096, 100_000] {
-        let chunks: Vec<&[u8]> = doc.as_bytes().chunks(step).collect();
-        let (frames, r) = run(&chunks);
+        let (frames, r) = run(doc.as_bytes(), step);
         r.unwrap();
         assert_eq!(
             names(&frames),
@@ -98,8 +103,7 @@ fn the_limit_counts_the_whole_stanza_whatever_the_chunking() {
     for (total, expect) in [(4096, "message:m"), (4097, "skipped:m")] {
         let doc = format!("{HEADER}{}<message id='after'/>", message_of("m", total));
         for step in [1usize, 2, 7, 100, 4000, 4095, 4096, 100_000] {
-            let chunks: Vec<&[u8]> = doc.as_bytes().chunks(step).collect();
-            let (frames, r) = run(&chunks);
+            let (frames, r) = run(doc.as_bytes(), step);
             r.unwrap();
             assert_eq!(
                 names(&frames),
@@ -119,8 +123,7 @@ fn bytes_past_the_limit_are_skipped_unparsed_whatever_the_chunking() {
     doc.extend(std::iter::repeat_n(b'z', 5000));
     doc.extend_from_slice(b"\xff\x01 &bogus; ]]></body></message><message id='after'/>");
     for step in [1usize, 100, 4099, 8192, 100_000] {
-        let chunks: Vec<&[u8]> = doc.chunks(step).collect();
-        let (frames, r) = run(&chunks);
+        let (frames, r) = run(&doc, step);
         r.unwrap();
         assert_eq!(
             names(&frames),
@@ -138,8 +141,7 @@ fn a_large_stanza_does_not_count_against_the_next() {
         message_of("b", 200)
     );
     for step in [1usize, 3, 64, 4096, 4200, 100_000] {
-        let chunks: Vec<&[u8]> = doc.as_bytes().chunks(step).collect();
-        let (frames, r) = run(&chunks);
+        let (frames, r) = run(doc.as_bytes(), step);
         r.unwrap();
         assert_eq!(
             names(&frames),
@@ -153,11 +155,11 @@ fn a_large_stanza_does_not_count_against_the_next() {
 fn a_huge_start_tag_is_skipped_without_address() {
     let attrs = attributes(2000);
     let doc = format!("{HEADER}<message id='big'{attrs}><body/></message><message id='next'/>");
-    let (frames, r) = run(&[doc.as_bytes()]);
+    let (frames, r) = run(doc.as_bytes(), WHOLE);
     r.unwrap();
     assert_eq!(names(&frames), ["header:abc", "skipped:", "message:next"]);
     let doc = format!("{HEADER}<message id='big'{attrs}/><message id='next'/>");
-    let (frames, r) = run(&[doc.as_bytes()]);
+    let (frames, r) = run(doc.as_bytes(), WHOLE);
     r.unwrap();
     assert_eq!(names(&frames), ["header:abc", "skipped:", "message:next"]);
 }
@@ -170,7 +172,7 @@ fn limits_on_attributes_namespaces_and_depth_skip_one_stanza() {
     let doc = format!(
         "{HEADER}<message id='1'{attrs}/><message id='2'><x{decls}/></message><message id='3'>{deep}</message><message id='4'/>"
     );
-    let (frames, r) = run(&[doc.as_bytes()]);
+    let (frames, r) = run(doc.as_bytes(), WHOLE);
     r.unwrap();
     assert_eq!(
         names(&frames),
@@ -201,11 +203,8 @@ fn counts_over_the_limits_are_skipped_unparsed() {
         ..Limits::default()
     };
     for step in [1usize, 777, doc.len()] {
-        let mut f = Framer::new(limits.clone());
-        let mut frames = Vec::new();
-        for c in doc.as_bytes().chunks(step) {
-            f.feed_all(c, &mut frames).unwrap();
-        }
+        let (frames, r) = run_with(&limits, doc.as_bytes(), step);
+        r.unwrap();
         assert_eq!(
             names(&frames),
             [
@@ -252,12 +251,7 @@ fn the_tag_that_breaks_a_limit_is_checked_and_what_follows_is_not() {
     {
         let doc = format!("{HEADER}{stanza}<message id='2'/>");
         for step in [1usize, 7, doc.len()] {
-            let mut f = Framer::new(limits.clone());
-            let mut frames = Vec::new();
-            let r = doc
-                .as_bytes()
-                .chunks(step)
-                .try_for_each(|c| f.feed_all(c, &mut frames));
+            let (frames, r) = run_with(&limits, doc.as_bytes(), step);
             if is_fatal {
                 assert_eq!(names(&frames), ["header:abc"], "{stanza} step {step}");
                 assert!(r.is_err(), "{stanza} step {step}");
@@ -283,8 +277,7 @@ fn markup_between_stanzas_larger_than_a_stanza_is_fatal() {
     ] {
         let doc = format!("{HEADER}<message id='0'/>{tail}");
         for step in [1usize, 4096, doc.len()] {
-            let chunks: Vec<&[u8]> = doc.as_bytes().chunks(step).collect();
-            let (frames, r) = run(&chunks);
+            let (frames, r) = run(doc.as_bytes(), step);
             assert_eq!(names(&frames), ["header:abc", "message:0"], "step {step}");
             assert_eq!(
                 r.unwrap_err().condition(),
@@ -300,8 +293,7 @@ fn markup_between_stanzas_larger_than_a_stanza_is_fatal() {
 fn the_header_limit_counts_white_space_before_it() {
     let doc = format!("{}{HEADER}", " ".repeat(MAX_HEADER + 1));
     for step in [1usize, 4096, doc.len()] {
-        let chunks: Vec<&[u8]> = doc.as_bytes().chunks(step).collect();
-        let (_, r) = run(&chunks);
+        let (_, r) = run(doc.as_bytes(), step);
         assert_eq!(r, Err(FrameError::HeaderTooLarge), "step {step}");
     }
 }
@@ -313,8 +305,7 @@ fn depth_violations_resynchronise_even_on_a_self_closing_tag() {
         let deep = format!("{}{inner}{}", "<a>".repeat(31), "</a>".repeat(31));
         let doc = format!("{HEADER}<message id='1'>{deep}</message><message id='2'/>");
         for step in [1usize, 5, 4096] {
-            let chunks: Vec<&[u8]> = doc.as_bytes().chunks(step).collect();
-            let (frames, r) = run(&chunks);
+            let (frames, r) = run(doc.as_bytes(), step);
             r.unwrap();
             assert_eq!(
                 names(&frames),
@@ -335,14 +326,14 @@ fn fatal_inputs_name_their_condition() {
         ("<message a='1' a='2'/>", "not-well-formed"),
     ] {
         let doc = format!("{HEADER}{input}");
-        let (_, r) = run(&[doc.as_bytes()]);
+        let (_, r) = run(doc.as_bytes(), WHOLE);
         assert_eq!(r.unwrap_err().condition(), cond, "{input}");
     }
-    let (_, r) = run(&[b"<!DOCTYPE x [<!ENTITY a 'b'>]><x/>"]);
+    let (_, r) = run(b"<!DOCTYPE x [<!ENTITY a 'b'>]><x/>", WHOLE);
     assert_eq!(r.unwrap_err().condition(), "restricted-xml");
     let mut bad = HEADER.as_bytes().to_vec();
     bad.extend_from_slice(b"<message><body>\xff</body></message>");
-    let (_, r) = run(&[&bad]);
+    let (_, r) = run(&bad, WHOLE);
     assert_eq!(r.unwrap_err().condition(), "not-well-formed");
 }
 
@@ -354,7 +345,7 @@ fn namespace_declarations_are_counted_exactly() {
         declarations(16),
         declarations(17)
     );
-    let (frames, r) = run(&[doc.as_bytes()]);
+    let (frames, r) = run(doc.as_bytes(), WHOLE);
     r.unwrap();
     assert_eq!(names(&frames), ["header:abc", "message:1", "skipped:2"]);
 }
@@ -374,9 +365,8 @@ fn a_stanza_record_is_bounded_by_its_bytes() {
     ] {
         let stanza = format!("<message xmlns:p='{uri}' id='1'>{body}</message>");
         let doc = format!("{HEADER}{stanza}");
-        let mut f = Framer::new(Limits::default());
-        let mut frames = Vec::new();
-        f.feed_all(doc.as_bytes(), &mut frames).unwrap();
+        let (frames, r) = run_with(&Limits::default(), doc.as_bytes(), WHOLE);
+        r.unwrap();
         let Some(Frame::Stanza(tree)) = frames.get(1) else {
             panic!("{frames:?}")
         };

@@ -120,7 +120,7 @@ pub fn framer_with(limits: Limits, input: &[u8], step: usize) -> Parsed {
 
 fn render_frame(frame: &Frame) -> String {
     match frame {
-        Frame::Header { is_stream, id } => format!("header {is_stream} {id:?}"),
+        Frame::Header { is_stream, id } => header(*is_stream, id.as_deref()),
         Frame::Stanza(tree) => render_tree(tree),
         Frame::Skipped(_) => "skipped".to_owned(),
         Frame::End => "end".to_owned(),
@@ -133,14 +133,24 @@ fn render_tree(tree: &Tree) -> String {
     s
 }
 
-fn render_element(e: Element<'_>, s: &mut String) {
-    s.push_str(&format!("<{{{}}}{}", e.ns(), e.name()));
-    for (ns, name, value) in e.sorted_attrs() {
+fn header(is_stream: bool, id: Option<&str>) -> String {
+    format!("header {is_stream} {id:?}")
+}
+
+/// A start tag: namespace, name, and the attributes as (namespace, name,
+/// value), sorted.
+fn push_start(s: &mut String, ns: &str, name: &str, attrs: &[(&str, &str, &str)]) {
+    s.push_str(&format!("<{{{ns}}}{name}"));
+    for (ns, name, value) in attrs {
         s.push_str(&format!(" {{{ns}}}{name}={value:?}"));
     }
     s.push('>');
+}
+
+fn render_element(e: Element<'_>, s: &mut String) {
+    push_start(s, e.ns(), e.name(), &e.sorted_attrs());
     let mut text = String::new();
-    for child in e.nodes() {
+    for child in e.children() {
         match child {
             Ok(c) => {
                 flush(&mut text, s);
@@ -247,25 +257,19 @@ pub fn rxml(input: &[u8]) -> Parsed {
                 Event::StartElement(_, (ns, name), attrs) => {
                     depth += 1;
                     if depth == 1 {
-                        let id = attrs.get(&rxml::Namespace::NONE, "id").cloned();
+                        let id = attrs.get(&rxml::Namespace::NONE, "id");
                         let is_stream =
                             ns.as_str() == crate::ns::STREAMS && name.as_str() == "stream";
-                        frames.push(format!("header {is_stream} {id:?}"));
+                        frames.push(header(is_stream, id.map(|v| v.as_str())));
                         continue;
                     }
                     flush(&mut text, &mut cur);
-                    cur.push_str(&format!("<{{{}}}{}", ns.as_str(), name.as_str()));
                     let mut all: Vec<_> = attrs
                         .iter()
-                        .map(|((ns, n), v)| {
-                            (ns.as_str().to_owned(), n.as_str().to_owned(), v.clone())
-                        })
+                        .map(|((ns, n), v)| (ns.as_str(), n.as_str(), v.as_str()))
                         .collect();
-                    all.sort();
-                    for (ns, n, v) in all {
-                        cur.push_str(&format!(" {{{ns}}}{n}={v:?}"));
-                    }
-                    cur.push('>');
+                    all.sort_unstable();
+                    push_start(&mut cur, ns.as_str(), name.as_str(), &all);
                 }
                 Event::Text(_, t) => {
                     if depth >= 2 {

@@ -11,8 +11,9 @@
 //! bytes, and whether it is complete on them and, for text, on at most the
 //! 11 bytes after them (an unfinished reference, `]]`, CR, a partial UTF-8
 //! character are held back until those come): any split of the input gives
-//! the same tokens (text perhaps in other pieces) and the same error. Namespaces and tag nesting are the
-//! framer's (`scope.rs` holds the declarations in force).
+//! the same tokens (text perhaps in other pieces) and the same error.
+//! Namespaces and tag nesting are the framer's (`scope.rs` holds the
+//! declarations in force).
 
 mod chars;
 mod decode;
@@ -22,7 +23,7 @@ mod token;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use chars::{is_name_char, is_name_start};
 pub(crate) use decode::{push_attr_value, push_cdata, push_text};
-pub(crate) use scope::{split_qname, Bound, Scope};
+pub(crate) use scope::{declared_prefix, split_qname, Bound, Scope};
 pub(crate) use token::{RawAttr, Token, Tokenizer};
 
 /// Why the input is not an XMPP stream.

@@ -15,6 +15,15 @@ pub(crate) fn split_qname(q: &str) -> (&str, &str) {
     }
 }
 
+/// The prefix an attribute named `name` declares (empty for the default
+/// namespace), or `None` when it is no namespace declaration.
+pub(crate) fn declared_prefix(name: &str) -> Option<&str> {
+    match name.strip_prefix("xmlns")? {
+        "" => Some(""),
+        p => p.strip_prefix(':'),
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Decl {
     /// Byte ranges in `Scope::text`; the default namespace has an empty prefix.
@@ -173,6 +182,15 @@ impl Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn declared_prefix_tells_declarations_from_attributes() {
+        assert_eq!(declared_prefix("xmlns"), Some(""));
+        assert_eq!(declared_prefix("xmlns:p"), Some("p"));
+        for name in ["xmlnsx", "p:xmlns", "a", "xml:lang"] {
+            assert_eq!(declared_prefix(name), None, "{name}");
+        }
+    }
 
     #[test]
     fn declarations_nest_and_close() {
